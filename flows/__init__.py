@@ -1,0 +1,1 @@
+"""Prefect flows: see the module docstrings."""

@@ -1,0 +1,47 @@
+"""`mnist-etc`: train, privately train, attack, sweep, export, serve, benchmark and audit digit classifiers.
+
+Each verb lives in its own module of this package with a `register(subparsers)` function that adds its
+parser and sets `func`. Heavy imports (TensorFlow, Prefect) happen inside the verbs, so `--help` is quick.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mnist_etc.errors import UserError
+
+# Modules holding verbs, in the order `--help` lists them.
+VERB_MODULES = [
+    "mnist_etc_cli.train",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnist-etc",
+        description="Sweep, serve and audit private MNIST classifiers: accuracy vs. how well a hill-climbing "
+                    "attack reconstructs inputs from the model's scores, vs. serving speed on Triton.",
+        epilog="Run 'mnist-etc VERB --help' for a verb's options. Outputs go under artifacts/.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name in VERB_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"mnist-etc {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mnist-etc {args.verb}: interrupted; finished artifacts are kept, partial ones removed.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Command-line options derived from the config dataclasses: `hid_dim` becomes `--hid-dim`, with the
+field's help text and default. Only options the user gives override the defaults."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+
+def _parser_type(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    return base if base in (int, float, str) else str
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, rename: dict[str, str] | None = None,
+                       exclude: tuple[str, ...] = (), title: str | None = None) -> None:
+    """One option per field of `cls`; `rename` maps field -> option name (without dashes)."""
+    rename = rename or {}
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or f"{cls.__name__} options")
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        opt = "--" + rename.get(f.name, f.name).replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        group.add_argument(opt, dest=f"{cls.__name__}.{f.name}", type=_parser_type(hints[f.name]),
+                           default=argparse.SUPPRESS, metavar=_parser_type(hints[f.name]).__name__.upper(),
+                           help=f"{f.metadata.get('help', '')} (default: {default})")
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """The config of `cls` from the options given, over `overrides`, over the dataclass defaults."""
+    values = dict(overrides)
+    prefix = f"{cls.__name__}."
+    for key, value in vars(args).items():
+        if key.startswith(prefix):
+            values[key[len(prefix):]] = value
+    return cls(**values)
+
+
+def given(args: argparse.Namespace, cls: type, name: str) -> bool:
+    return hasattr(args, f"{cls.__name__}.{name}")

@@ -1,0 +1,1 @@
+"""Prefect tasks: see the module docstrings."""
