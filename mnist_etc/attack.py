@@ -70,6 +70,8 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
         queries += k * cfg.n_samples
         dist = np.sum((log_softmax(np.asarray(logits, np.float64)).reshape(k, cfg.n_samples, -1)
                        - target[idx]) ** 2, axis=-1)                                     # [k, S]
+        all_nan = np.all(np.isnan(dist), axis=1)
+        dist = np.where(np.isnan(dist), np.inf, dist)  # a NaN score never counts as close
         order = np.argsort(dist, axis=1)[:, : cfg.n_best]
         best = np.take_along_axis(codes, order[..., None], axis=1)                      # [k, n_best, h]
         top = order[:, 0]
@@ -82,7 +84,7 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
         var[idx] = (1 - cfg.lr) * var[idx] + cfg.lr * best.var(axis=1)
         iterations[idx] += 1
         mean_var = var[idx].mean(axis=1)
-        stop = ~np.isfinite(mean_var) | ~np.all(np.isfinite(mean[idx]), axis=1) | (mean_var < cfg.eps)
+        stop = all_nan | ~np.isfinite(mean_var) | ~np.all(np.isfinite(mean[idx]), axis=1) | (mean_var < cfg.eps)
         active[idx[stop]] = False
         bar.update(1)
         bar.set_postfix(active=int(active.sum()), distance=f"{np.mean(best_dist):.3g}")

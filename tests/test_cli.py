@@ -1,0 +1,87 @@
+"""The command line as a user meets it: help, one-sentence errors, exit codes, no partial artifacts."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_etc_cli.main import main
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hid-dim", "300"], "hid_dim must be an integer in 2..256, got 300."),
+    (["--noise-multiplier", "-0.5"], "ae_noise_multiplier must be a finite number >= 0 (0 = non-private), got -0.5."),
+    (["--l2-norm-clip", "0"], "l2_norm_clip must be a finite number > 0, got 0.0."),
+    (["--microbatches", "7"], "microbatches must divide batch_size 64, got 7."),
+    (["--data", "no/such/mnist.npz"], "data file 'no/such/mnist.npz' does not exist"),
+])
+def test_bad_train_input_gets_one_sentence_and_no_artifact(argv, message, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", *argv, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_data_file_is_refused(tmp_path, capsys):
+    bad = tmp_path / "mnist.npz"
+    bad.write_bytes(b"\x00" * 100)
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "is not a readable .npz archive" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_attack_on_mismatched_weights_is_refused(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(tiny_model_dir, wrong)
+    record = json.loads((wrong / "model.json").read_text())
+    record["config"]["hid_dim"] = 64
+    (wrong / "model.json").write_text(json.dumps(record))
+    out = tmp_path / "attack"
+    assert main(["attack", "--model", str(wrong), "--out", str(out), "--quiet"]) == 2
+    assert "with hid_dim 64" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_attack_writes_report(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "attack"
+    assert main(["attack", "--model", str(tiny_model_dir), "--victims", "3", "--n-iter", "20",
+                 "--n-samples", "32", "--n-best", "8", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "direct_cosine" in printed and "random-code baseline" in printed
+    record = json.loads((out / "attack.json").read_text())
+    assert record["config"]["victims"] == 3 and record["model"] == str(tiny_model_dir)
+
+
+def test_help_is_quick_and_lists_verbs():
+    done = subprocess.run([str(VENV_BIN / "mnist-etc"), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for verb in ("train", "attack", "demo"):
+        assert verb in done.stdout
+    sub = subprocess.run([str(VENV_BIN / "mnist-etc"), "train", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    for opt in ("--hid-dim", "--ae-epochs", "--clf-epochs", "--noise-multiplier", "--l2-norm-clip", "--data",
+                "--seed", "--microbatches"):
+        assert opt in sub.stdout
+
+
+@pytest.mark.slow
+def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
+    out = tmp_path / "m"
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([str(VENV_BIN / "mnist-etc"), "train", "--hid-dim", "8", "--ae-epochs", "1",
+                           "--clf-epochs", "1", "--train-size", "300", "--noise-multiplier", "1.0",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "privacy: (" in done.stdout and "-DP for the whole model" in done.stdout
+    for noise in ("oneDNN", "TensorRT", "cuda", "CUDA", "absl", "WARNING"):
+        assert noise not in done.stderr, done.stderr
+    assert "autoencoder epochs" in done.stderr  # the progress bar is there
+    assert json.loads((out / "model.json").read_text())["config"]["ae_noise_multiplier"] == 1.0

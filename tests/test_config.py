@@ -1,0 +1,43 @@
+import pytest
+
+from mnist_etc.config import AttackConfig, DataConfig, TrainConfig, from_dict
+from mnist_etc.errors import UserError
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"hid_dim": 1}, "hid_dim must be an integer in 2..256, got 1"),
+    ({"hid_dim": 257}, "hid_dim must be an integer in 2..256, got 257"),
+    ({"hid_dim": 3.5}, "hid_dim must be an integer"),
+    ({"ae_noise_multiplier": -0.1}, "ae_noise_multiplier must be a finite number >= 0"),
+    ({"clf_noise_multiplier": float("nan")}, "clf_noise_multiplier must be a finite number >= 0"),
+    ({"l2_norm_clip": 0}, "l2_norm_clip must be a finite number > 0, got 0"),
+    ({"l2_norm_clip": -1.0}, "l2_norm_clip must be a finite number > 0"),
+    ({"microbatches": 5}, "microbatches must divide batch_size 64, got 5"),
+    ({"ae_epochs": 0}, "ae_epochs must be an integer >= 1"),
+    ({"delta": 1.5}, "delta must be a number strictly between 0 and 1"),
+])
+def test_bad_training_settings(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (AttackConfig, {"n_best": 300}, "n_best must not exceed n_samples"),
+    (AttackConfig, {"lr": 0}, r"lr must be a number in \(0, 1\]"),
+    (AttackConfig, {"victims": 0}, "victims must be an integer >= 1"),
+    (DataConfig, {"val_fraction": 0}, "val_fraction must be a number strictly between 0 and 1"),
+    (DataConfig, {"val_fraction": 0.5, "test_fraction": 0.45}, "training data remains"),
+])
+def test_bad_attack_and_data_settings(cls, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        cls(**kwargs)
+
+
+def test_unknown_keys_are_named():
+    with pytest.raises(UserError, match="unknown TrainConfig setting\\(s\\) hid_size"):
+        from_dict(TrainConfig, {"hid_size": 3})
+
+
+def test_defaults_are_valid():
+    assert TrainConfig().hid_dim == 32 and not TrainConfig().ae_private
+    assert AttackConfig().n_iter == 1024
