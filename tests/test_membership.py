@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from mnist_etc.attack import in_process_scorer
+from mnist_etc.membership import loss_threshold_attack, max_advantage, roc_auc
+
+
+def test_auc_and_advantage_against_known_cases():
+    assert roc_auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert roc_auc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 0.0
+    assert roc_auc(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5
+    assert roc_auc(np.array([1.0, 3.0]), np.array([2.0, 0.0])) == 0.75
+    assert max_advantage(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert max_advantage(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.0
+
+
+def test_auc_matches_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.3, 1, 50).round(1), rng.normal(0, 1, 40).round(1)  # rounding makes ties
+    pairwise = np.mean((a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :]))
+    assert roc_auc(a, b) == pytest.approx(pairwise)
+
+
+def test_loss_threshold_attack_on_a_trained_model(tiny_model, tiny_split):
+    result = loss_threshold_attack(in_process_scorer(tiny_model.networks), tiny_split, n=300)
+    assert result.n_members == result.n_non_members == 300
+    assert 0.0 <= result.advantage <= 1.0 and 0.0 <= result.auc <= 1.0
+    # A small model trained on 1,500 digits fits its members a little better than held-out digits.
+    assert result.mean_member_loss <= result.mean_non_member_loss + 0.05
