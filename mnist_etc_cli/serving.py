@@ -1,0 +1,212 @@
+"""Verbs `export`, `serve` and `infer`: ONNX export into the Triton model repository, the embedded Triton
+server, and batch inference of the test split through it."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from mnist_etc.errors import UserError
+
+REPOSITORY = Path("triton/model_repository")
+DEFAULT_MODEL = "mnist_etc"
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,16,32, got {text!r}") from None
+
+
+def add_triton_config_options(parser: argparse.ArgumentParser) -> None:
+    """Options of `TritonModelConfig`; only those given override its defaults (see config_from_triton_args)."""
+    g = parser.add_argument_group("Triton model config (config.pbtxt)")
+    s = argparse.SUPPRESS
+    g.add_argument("--max-batch-size", type=int, default=s, metavar="INT", help="largest batch (default 64)")
+    g.add_argument("--max-queue-delay-us", dest="max_queue_delay_microseconds", type=int, default=s, metavar="INT",
+                   help="dynamic batcher's wait for more requests, microseconds (default 500)")
+    g.add_argument("--preferred-batch-size", type=_int_list, default=s, metavar="N,N,...",
+                   help="batch sizes the dynamic batcher aims for, e.g. 8,16,32 (default: max batch size)")
+    g.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false", default=s,
+                   help="serve each request on its own")
+    g.add_argument("--instance-count", type=int, default=s, metavar="INT", help="model instances (default 1)")
+    g.add_argument("--instance-kind", choices=["KIND_CPU", "KIND_GPU"], default=s,
+                   help="KIND_GPU for a GPU server such as the official container (default KIND_CPU)")
+    g.add_argument("--intra-op-threads", type=int, default=s, metavar="INT",
+                   help="ONNX Runtime threads per instance; 0 = all cores (default 0)")
+    g.add_argument("--version-policy", choices=["latest", "all"], default=s,
+                   help="serve the newest version only (latest, default) or every exported version (all)")
+
+
+def config_from_triton_args(args: argparse.Namespace):
+    from mnist_etc.triton.model_config import TritonModelConfig
+
+    names = {f for f in TritonModelConfig.__dataclass_fields__}
+    return TritonModelConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("export", help="export a trained model to ONNX and add it as a new version to the Triton "
+                                      "model repository", description=(
+        "Convert the full image -> logits model to ONNX (tf2onnx, opset 17, dynamic batch), check it against "
+        "TensorFlow on 256 test images (max |diff| <= 1e-4, identical classes; otherwise nothing is written), "
+        "then publish it as the next version of two served models in the repository: NAME (Python backend "
+        "running ONNX Runtime, for the embedded server) and NAME_onnx (platform onnxruntime_onnx, for the "
+        "official Triton containers and GPUs). Source: the newest sweep winner by default."))
+    src = e.add_argument_group("source (one of; default: newest artifacts/sweeps/*/winner.json)")
+    src.add_argument("--model", type=Path, help="a trained-model directory written by 'mnist-etc train'")
+    src.add_argument("--winner", type=Path, help="a sweep's winner.json")
+    src.add_argument("--mlflow-model", metavar="URI",
+                     help="models:/<name>@<alias> (the sweep registers models:/mnist-etc-<study>@champion), "
+                          "models:/<name>/<version> or runs:/<run id>/<path>, whose artifacts hold a trained-model "
+                          "directory")
+    src.add_argument("--mlflow-tracking-uri", metavar="URI",
+                     help="MLflow tracking URI of --mlflow-model (default: $MLFLOW_TRACKING_URI, else the sweep's "
+                          "sqlite:///artifacts/mlflow.db); a winner.json names its own")
+    e.add_argument("--name", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})")
+    e.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
+    e.add_argument("--backends", default="python,onnxruntime", metavar="LIST",
+                   help="which served models to write: python, onnxruntime or both (default both)")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    e.add_argument("--no-mlflow-log", action="store_true",
+                   help="do not attach the ONNX file to the source's MLflow training run")
+    add_triton_config_options(e)
+    e.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("serve", help="run the embedded Triton server on the model repository until Ctrl-C",
+                       description=(
+        "Start the tritonserver binary shipped in the nvidia-pytriton wheel on the model repository, bound to "
+        "127.0.0.1, and keep it running until Ctrl-C; the log goes to artifacts/triton/logs/. By default it "
+        "loads every Python-backend model (the pip-shipped server has no onnxruntime backend). With --url, "
+        "check an external Triton server instead and list its models."))
+    s.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
+    s.add_argument("--http-port", type=int, default=8000, help="HTTP port, 0 = a free one (default 8000)")
+    s.add_argument("--grpc-port", type=int, default=8001, help="gRPC port, 0 = a free one (default 8001)")
+    s.add_argument("--metrics-port", type=int, default=8002, help="metrics port, 0 = a free one (default 8002)")
+    s.add_argument("--model-control-mode", choices=["explicit", "none"], default="explicit",
+                   help="explicit (default): load the models named by --load-model (default: every Python-backend "
+                        "model), and accept load/unload requests; none: load every model in the repository")
+    s.add_argument("--load-model", action="append", metavar="NAME", help="model to load at start (repeatable)")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
+    s.add_argument("--url", help="HOST:GRPC_PORT of an external Triton server to check instead")
+    s.set_defaults(func=cmd_serve)
+
+    i = sub.add_parser("infer", help="send the test split to Triton over gRPC and write predictions to CSV",
+                       description=(
+        "Send the served model's test split (from its export record) to Triton over gRPC in batches and write "
+        "artifacts/inference/<model>_v<version>.csv (index, label, prediction, ten probabilities). Fails when "
+        "the accuracy differs from the in-process accuracy recorded at export. Without --url, an embedded "
+        "server is started for the run."))
+    i.add_argument("--model", dest="served", default=DEFAULT_MODEL, metavar="NAME",
+                   help=f"served model name (default {DEFAULT_MODEL})")
+    i.add_argument("--version", type=int, help="model version (default: the newest served)")
+    i.add_argument("--url", help="HOST:GRPC_PORT of a running Triton server (default: start the embedded one)")
+    i.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
+    i.add_argument("--batch-size", type=int, help="images per request (default: the model's max_batch_size)")
+    i.add_argument("--out-dir", type=Path, default=Path("artifacts/inference"),
+                   help="where the CSV goes (default artifacts/inference)")
+    i.set_defaults(func=cmd_infer)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnist_etc.triton.model_config import BACKENDS
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    if not backends or set(backends) - set(BACKENDS):
+        raise UserError(f"--backends must list python and/or onnxruntime, got {args.backends!r}.")
+    triton_cfg = config_from_triton_args(args)   # validated before any work starts
+    from mnist_etc.export import export_to_repository, log_export_to_mlflow
+    from mnist_etc.export_source import resolve_source
+    from mnist_etc.model_store import load_model
+    from mnist_etc.triton.repository import validate_model_name
+
+    validate_model_name(args.name)
+    source = resolve_source(args.model, args.winner, args.mlflow_model, args.mlflow_tracking_uri)
+    print(f"source: {source.model_dir} ({source.info.get('kind')})")
+    stored = load_model(source.model_dir)
+    result, published = export_to_repository(stored, args.repository, args.name, triton_cfg, backends,
+                                             source.info, opset=args.opset)
+    rec = result.record
+    print(f"parity: max |ORT - TF| = {rec['parity']['max_abs_diff']:.2e} on {rec['parity']['n_images']} images, "
+          f"classes identical; test accuracy TF {rec['test_accuracy']['tensorflow']:.4f}, "
+          f"ORT {rec['test_accuracy']['onnxruntime']:.4f}; export took {result.seconds:.1f} s")
+    for backend, model_dir in published.model_dirs.items():
+        print(f"published {model_dir}/{published.version} ({backend} backend)")
+    if source.mlflow_run_id and not args.no_mlflow_log:
+        uri = log_export_to_mlflow(result, source.mlflow_run_id, args.mlflow_tracking_uri or source.tracking_uri)
+        print(f"logged to MLflow: {uri}")
+    print(f"serve it: mnist-etc serve --repository {args.repository}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.url:
+        return _check_external(args.url)
+    from mnist_etc.triton.repository import list_models
+    from mnist_etc.triton.server import ServerConfig, TritonServer
+
+    load = tuple(args.load_model or ())
+    if args.model_control_mode == "explicit" and not load:
+        load = tuple(name for name, backend in list_models(args.repository).items() if backend == "python")
+        if not load:
+            raise UserError(f"no Python-backend model in {str(args.repository)!r}; run 'mnist-etc export' first.")
+    cfg = ServerConfig(args.repository, args.http_port, args.grpc_port, args.metrics_port,
+                       args.model_control_mode, load, startup_timeout=args.timeout)
+    # SIGTERM (e.g. from a process manager) takes the same clean path as Ctrl-C; SIGINT is set explicitly
+    # because a shell starting us in the background leaves it ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    with TritonServer(cfg) as server:
+        print(f"Triton ready in {server.startup_seconds:.1f} s: gRPC {server.grpc_url}, HTTP {server.http_url}, "
+              f"metrics {server.metrics_url}")
+        print(f"models: {', '.join(load) if load else 'all in ' + str(args.repository)}; log: {server.log_path}")
+        print(f"try: mnist-etc infer --url {server.grpc_url} --model {load[0] if load else DEFAULT_MODEL}")
+        print("Ctrl-C stops the server.", flush=True)
+        try:
+            while server.running():
+                server.proc.wait()
+        except KeyboardInterrupt:
+            print("stopping Triton...", file=sys.stderr)
+            return 0
+        raise UserError(f"tritonserver exited on its own; last lines of {server.log_path}:\n{server.log_tail()}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _check_external(url: str) -> int:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        client = grpcclient.InferenceServerClient(url)
+        ready = client.is_server_ready(client_timeout=10)
+        models = client.get_model_repository_index().models
+    except (InferenceServerException, ValueError) as exc:
+        raise UserError(f"cannot reach a Triton server at {url!r} over gRPC ({exc}).") from None
+    print(f"Triton at {url}: {'ready' if ready else 'NOT ready'}")
+    for m in models:
+        print(f"  {m.name} v{m.version or '-'}: {m.state} {m.reason}".rstrip())
+    return 0 if ready else 1
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from mnist_etc.inference import infer_test_split
+
+    r = infer_test_split(args.served, args.version, args.url, args.repository, args.out_dir, args.batch_size)
+    print(f"{r.model} v{r.version}: {r.n_images} test images in {r.seconds:.2f} s "
+          f"({r.n_images / r.seconds:.0f} images/s); wrote {r.csv_path}")
+    if r.in_process_accuracy is None:
+        print(f"accuracy {r.accuracy:.4f} (no export record to compare with)")
+        return 0
+    same = r.matches_in_process
+    print(f"accuracy over Triton {r.accuracy:.4f}, in-process (TensorFlow, at export) {r.in_process_accuracy:.4f}: "
+          f"{'equal' if same else 'DIFFERENT'}")
+    if not same:
+        print("mnist-etc infer: error: served predictions differ from the in-process model.", file=sys.stderr)
+        return 1
+    return 0
+
