@@ -15,6 +15,7 @@ from mnist_etc.errors import UserError
 VERB_MODULES = [
     "mnist_etc_cli.train",
     "mnist_etc_cli.serving",
+    "mnist_etc_cli.benchmark",
 ]
 
 

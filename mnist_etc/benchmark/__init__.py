@@ -1,0 +1,22 @@
+"""Benchmark Triton configurations with perf_analyzer and pick the best under a p99 latency budget.
+
+    from mnist_etc.benchmark import RunOptions, load_grid, run_benchmark
+
+    spec = load_grid("search_spaces/benchmark_smoke.yaml").with_overrides(instance_count=(1, 2))
+    outcome = run_benchmark(spec, RunOptions())        # embedded server; RunOptions(url="127.0.0.1:8001")
+    print(outcome.markdown)
+
+Modules: `axes` (the settings a grid sweeps; list and range syntax), `grid` (the typed, validated grid and
+its YAML), `strategy` (search strategies behind get_configs()/set_last_results()), `perf` (the
+perf_analyzer runner and its CSV), `reconfigure` (load with a config override, read back), `session` (the
+server, restarts, one point), `ceiling` (in-process ONNX Runtime), `analysis` (best under budget,
+improvement), `results` (a point's row), `report` (plots, summary), `adopt` (the best config into the
+repository), `tracking` (MLflow), `run` (all of it). No Prefect here: see tasks/benchmark.py and
+flows/benchmark.py.
+"""
+from mnist_etc.benchmark.grid import (BenchmarkSpec, MeasurementSettings, SubGrid, load_grid, resolve_spec,
+                                   spec_from_mapping)
+from mnist_etc.benchmark.run import BenchmarkOutcome, RunOptions, preflight, run_benchmark
+
+__all__ = ["BenchmarkOutcome", "BenchmarkSpec", "MeasurementSettings", "RunOptions", "SubGrid", "load_grid",
+           "preflight", "resolve_spec", "run_benchmark", "spec_from_mapping"]

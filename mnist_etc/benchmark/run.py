@@ -1,0 +1,255 @@
+"""One benchmark run, end to end: validate, measure the in-process ceiling, sweep the points on a live Triton,
+analyse, write the reports, put the best configuration into the repository, log to MLflow.
+
+    >>> spec = load_grid("search_spaces/benchmark_smoke.yaml")
+    >>> outcome = run_benchmark(spec, RunOptions())           # embedded server; RunOptions(url=...) for another
+    >>> outcome.run_dir, outcome.analysis.best
+
+Outputs, in `artifacts/benchmarks/<run>/` (published whole when the run completes, nothing on failure):
+`results.csv`, `throughput_vs_p99.png`, `plots/config-<id>.png`, `heatmap_instances_x_delay.png`,
+`summary.md`, `best.json`, `spec.json`, `raw/point-<n>.{csv,log}`. The hooks `measure_point` and
+`measure_ceiling` let a caller wrap each measurement (the Prefect flow makes them tasks).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mnist_etc.atomic import staged_dir, write_json_atomic, write_text_atomic
+from mnist_etc.benchmark.adopt import candidate_name, write_candidate
+from mnist_etc.benchmark.analysis import Analysis, analyse
+from mnist_etc.benchmark.ceiling import Ceiling, find_onnx, measure_in_process
+from mnist_etc.benchmark.grid import BenchmarkSpec, validate_run_name
+from mnist_etc.benchmark.report import config_labels, heat_map, summary_markdown, throughput_plots
+from mnist_etc.benchmark.results import FAILED, SKIPPED, PointResult, results_csv
+from mnist_etc.benchmark.session import BenchmarkSession, ServerDown
+from mnist_etc.benchmark.strategy import Point, make_strategy, plan_configs
+from mnist_etc.errors import UserError
+from mnist_etc.triton.model_config import PYTHON
+from mnist_etc.triton.repository import list_models, versions
+
+PointRunner = Callable[[BenchmarkSession, Point, int, Path], PointResult]
+CeilingRunner = Callable[[Path, int, float], Ceiling]
+BENCHMARKS_DIR = "benchmarks"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run goes and what it talks to (not what it measures: that is the BenchmarkSpec)."""
+
+    url: str | None = None              # HOST:PORT of a running Triton; None = start the embedded one
+    run: str | None = None              # run name; default <spec name>-<YYYYmmdd-HHMMSS>
+    artifacts: Path = Path("artifacts")
+    mlflow_uri: str | None = None       # default: the sweeps' store, sqlite:///<artifacts>/mlflow.db
+    mlflow: bool = True
+    write_best: bool = True             # write configs/benchmark-<run>.pbtxt into the model repository
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artifacts", Path(self.artifacts))
+        if self.run is not None:
+            validate_run_name(self.run)
+        if self.url is not None:
+            if not isinstance(self.url, str) or "://" in self.url or "/" in self.url or ":" not in self.url:
+                raise UserError(f"--url must be HOST:PORT (e.g. 127.0.0.1:8001 for gRPC, :8000 for HTTP), without "
+                                f"a scheme or path, got {self.url!r}.")
+
+    def tracking_uri(self) -> str:
+        from mnist_etc.benchmark.tracking import default_tracking_uri
+
+        return self.mlflow_uri or default_tracking_uri(self.artifacts)
+
+
+@dataclass
+class BenchmarkOutcome:
+    run: str
+    run_dir: Path
+    results: list[PointResult]
+    analysis: Analysis
+    ceiling: Ceiling | None
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    markdown: str
+    files: dict[str, str] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    mlflow_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "run_dir": str(self.run_dir), "summary": self.summary, "files": self.files,
+                "mlflow_run_id": self.mlflow_run_id, "mlflow_error": self.mlflow_error}
+
+
+def preflight(spec: BenchmarkSpec, options: RunOptions) -> None:
+    """Everything checkable before the server starts or any load is sent."""
+    from mnist_etc.triton.runtime_env import perf_analyzer_binary, perf_analyzer_env
+
+    perf_analyzer_binary()
+    perf_analyzer_env()
+    if options.url is None:
+        repo = spec.repository
+        if not repo.is_dir():
+            raise UserError(f"model repository {str(repo)!r} does not exist; run 'mnist-etc export' first, pass "
+                            f"--repository, or --url for a running server.")
+        models = list_models(repo)
+        if spec.model not in models:
+            raise UserError(f"model {spec.model!r} is not in repository {str(repo)!r}; available: "
+                            f"{', '.join(models) or 'none (run mnist-etc export)'}.")
+        if models[spec.model] != PYTHON:
+            python = [m for m, b in models.items() if b == PYTHON]
+            raise UserError(f"model {spec.model!r} uses the onnxruntime backend, which the embedded (pip-shipped) "
+                            f"server lacks; benchmark {' or '.join(map(repr, python)) or 'its python-backend twin'} "
+                            f"instead, or pass --url of an official Triton container serving it.")
+        if spec.version is not None and spec.version not in versions(repo, spec.model):
+            raise UserError(f"model {spec.model!r} has no version {spec.version} in {str(repo)!r}; available: "
+                            f"{', '.join(map(str, versions(repo, spec.model))) or 'none'}.")
+
+
+def _progress_line(r: PointResult, total: int, label: str, ceiling_ips: float | None) -> str:
+    head = f"[{r.index + 1}/{total}] {label} c={r.point.concurrency}{' (baseline)' if r.point.baseline else ''}:"
+    if r.ok:
+        eff = r.efficiency(ceiling_ips)
+        return (f"{head} {r.throughput:,.0f} images/s, p99 {r.p99_ms:.2f} ms"
+                + (f", efficiency {eff:.2f}" if eff is not None else "")
+                + f" (reload {r.reload_seconds:.1f} s, measure {r.measure_seconds:.1f} s)")
+    return f"{head} {r.status.upper()} ({r.failure}) {r.reason}"
+
+
+def _default_point_runner(session: BenchmarkSession, point: Point, index: int, raw_dir: Path) -> PointResult:
+    return session.measure(point, index, raw_dir)
+
+
+def _default_ceiling(onnx: Path, batch_size: int, seconds: float) -> Ceiling:
+    return measure_in_process(onnx, batch_size, seconds)
+
+
+def run_benchmark(spec: BenchmarkSpec, options: RunOptions = RunOptions(), log: Callable[[str], None] = print,
+                  measure_point: PointRunner | None = None,
+                  measure_ceiling: CeilingRunner | None = None) -> BenchmarkOutcome:
+    preflight(spec, options)
+    measure_point = measure_point or _default_point_runner
+    measure_ceiling = measure_ceiling or _default_ceiling
+    started = dt.datetime.now()
+    run = options.run or f"{spec.name}-{started.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = options.artifacts / BENCHMARKS_DIR / run
+    t0 = time.perf_counter()
+    with staged_dir(run_dir) as tmp:
+        raw = tmp / "raw"
+        raw.mkdir()
+        with BenchmarkSession(spec, options.url, log_dir=options.artifacts / "triton" / "logs", log=log) as session:
+            # The ceiling is measured once the server is up (so a server that cannot start fails first) and
+            # before any load is sent, while Triton's model instances sit idle.
+            onnx = find_onnx(spec.repository, spec.model, spec.version)
+            ceiling = None
+            if onnx is not None:
+                ceiling = measure_ceiling(onnx, spec.request_batch_size, spec.ceiling_seconds)
+                log(f"in-process ceiling (ONNX Runtime, batch {spec.request_batch_size}): "
+                    f"{ceiling.images_per_second:,.0f} images/s")
+            else:
+                log(f"no local model.onnx for {spec.model!r} in {spec.repository}: serving efficiency not computed")
+            ceiling_ips = ceiling.images_per_second if ceiling else None
+            baseline = spec.baseline_config(session.initial)
+            plan = plan_configs(spec.configs(), baseline, spec.all_concurrencies())
+            labels = config_labels({cid: cfg for cid, cfg, _, _ in plan})
+            strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms)
+            log(f"{len(plan)} configuration(s), up to {strategy.planned} point(s); strategy {spec.strategy}")
+            results: list[PointResult] = []
+            down: ServerDown | None = None
+            for point in strategy.get_configs():
+                index = len(results)
+                if down is not None:
+                    r = PointResult(index, point, FAILED, "server_down", str(down))
+                else:
+                    try:
+                        r = measure_point(session, point, index, raw)
+                    except ServerDown as exc:
+                        down = exc
+                        r = PointResult(index, point, FAILED, "server_down", str(exc))
+                results.append(r)
+                strategy.set_last_results([r])
+                log(_progress_line(r, strategy.planned, labels[point.config_id], ceiling_ips))
+            for point, reason in getattr(strategy, "skipped", []):
+                results.append(PointResult(len(results), point, SKIPPED, "skipped", reason))
+            backend, restarts = session.backend, session.restarts
+        wall = time.perf_counter() - t0
+        analysis = analyse(results, spec.objective, spec.p99_budget_ms, ceiling_ips)
+        rows = [r.to_row(spec.request_batch_size, spec.protocol, ceiling_ips, spec.p99_budget_ms) for r in results]
+        write_text_atomic(tmp / "results.csv", results_csv(rows))
+        throughput_plots(tmp, results, labels, analysis, run)
+        heat = heat_map(tmp, results, analysis, run)
+        measured = [r for r in results if r.ok]
+        version = spec.version or (versions(spec.repository, spec.model) or [None])[-1]
+        summary = {
+            "best_throughput": analysis.best.throughput if analysis.best else None,
+            "best_p99_ms": analysis.best.p99_ms if analysis.best else None,
+            "best_concurrency": analysis.best.point.concurrency if analysis.best else None,
+            "best_serving_efficiency": analysis.best.efficiency(ceiling_ips) if analysis.best else None,
+            "baseline_throughput": analysis.baseline_best.throughput if analysis.baseline_best else None,
+            "improvement": analysis.improvement,
+            "best_is_baseline": analysis.best is not None and analysis.best.point.baseline,
+            "in_process_images_per_second": ceiling_ips,
+            "points_ok": analysis.n_ok, "points_failed": analysis.n_failed, "points_skipped": analysis.n_skipped,
+            "server_restarts": restarts, "wall_seconds": wall,
+            "seconds_per_point": (sum(r.measure_seconds for r in measured) / len(measured)) if measured else None,
+            "seconds_per_point_with_reload": (sum(r.measure_seconds + r.reload_seconds for r in measured)
+                                              / len(measured)) if measured else None,
+        }
+        # The candidate goes into the repository only if the model is there (with --url it may live elsewhere).
+        adoption: dict[str, Any] | None = None
+        if analysis.best is not None:
+            model_cfg = spec.repository / spec.model / "config.pbtxt"
+            adoption = {"run_dir": str(run_dir), "config_name": candidate_name(run), "backup_name":
+                        f"configs/before-{run}.pbtxt"}
+            if not options.write_best:
+                adoption["note"] = "disabled for this run (--no-write-best)"
+            elif not model_cfg.is_file():
+                adoption["note"] = f"{model_cfg} does not exist here"
+            else:
+                adoption["written"] = str(model_cfg.parent / "configs" / f"{candidate_name(run)}.pbtxt")
+        context = {"model": spec.model, "version": version if version is not None else "newest", "backend": backend,
+                   "server": f"the Triton server at {options.url}" if options.url else
+                             "the embedded tritonserver (nvidia-pytriton wheel), explicit model control",
+                   "protocol": spec.protocol, "request_batch_size": spec.request_batch_size,
+                   "interval_ms": spec.measurement.interval_ms,
+                   "stability_percentage": spec.measurement.stability_percentage,
+                   "max_trials": spec.measurement.max_trials, "strategy": spec.strategy,
+                   "machine": f"{os.cpu_count()} CPU(s), {platform.machine()}, {platform.system()}",
+                   "started": started.isoformat(timespec="seconds"), "wall_seconds": wall,
+                   "seconds_per_point": summary["seconds_per_point"], "restarts": restarts,
+                   "notes": ["perf_analyzer and Triton share this machine's cores: the client's own CPU use is "
+                             "part of every figure."]
+                   + ([f"the in-process ceiling ran on this machine, the server at {options.url}: efficiency "
+                       f"compares the two machines if they differ."] if options.url else [])}
+        markdown = summary_markdown(run, context, results, labels, analysis, ceiling_ips, adoption)
+        write_text_atomic(tmp / "summary.md", markdown)
+        write_json_atomic(tmp / "spec.json", {"run": run, "url": options.url, "spec": spec.to_dict()})
+        write_json_atomic(tmp / "best.json", {
+            "run": run, "model": spec.model, "version": version, "backend": backend,
+            "repository": str(spec.repository), "url": options.url, "spec": spec.to_dict(),
+            "analysis": analysis.to_dict(ceiling_ips), "summary": summary,
+            "ceiling": ceiling.to_dict() if ceiling else None, "adoption": adoption,
+            "labels": {str(k): v for k, v in labels.items()}})
+        if adoption and adoption.get("written"):
+            # Last step inside the staging block: if it fails, no run directory claims it was written.
+            write_candidate(spec.repository, spec.model, backend, analysis.best.point.config, run)
+    files = {"results": str(run_dir / "results.csv"), "summary": str(run_dir / "summary.md"),
+             "best": str(run_dir / "best.json"), "plot": str(run_dir / "throughput_vs_p99.png")}
+    if heat is not None:
+        files["heatmap"] = str(run_dir / heat.name)
+    files["plots"] = str(run_dir / "plots")
+    if adoption and adoption.get("written"):
+        files["best_config"] = adoption["written"]
+    outcome = BenchmarkOutcome(run, run_dir, results, analysis, ceiling, rows, summary, markdown, files)
+    if options.mlflow:
+        try:
+            from mnist_etc.benchmark.tracking import log_benchmark_run
+
+            outcome.mlflow_run_id = log_benchmark_run(options.tracking_uri(), options.artifacts, run, run_dir,
+                                                      {"run": run, **spec.to_dict()}, summary, results, ceiling_ips)
+        except Exception as exc:  # the measurements are published already; tracking is reported, not fatal
+            outcome.mlflow_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log(f"warning: MLflow logging failed ({outcome.mlflow_error}); results are in {run_dir}")
+    return outcome

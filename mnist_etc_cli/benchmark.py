@@ -1,0 +1,203 @@
+"""Verb `benchmark`: sweep Triton's batching and instance settings with perf_analyzer, pick the best under a
+p99 latency budget, write it into the model repository (and adopt it with --adopt)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+# CLI dest -> override name of mnist_etc.benchmark.grid.BenchmarkSpec.with_overrides (same names as the flow).
+OVERRIDES = ("model", "version", "repository", "instance_count", "max_batch_size", "max_queue_delay_microseconds",
+             "preferred_batch_size", "intra_op_threads", "concurrency", "request_batch_size", "protocol",
+             "interval_ms", "stability_percentage", "max_trials", "percentile", "timeout_s", "p99_budget_ms",
+             "objective", "baseline", "strategy")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark", help="sweep Triton batching/instance settings with perf_analyzer; best config under a p99 budget",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Measure every configuration of a grid (instance count, max_batch_size, queue delay, preferred batch\n"
+            "sizes, ...) at each concurrency with the real perf_analyzer, on the embedded Triton server (started\n"
+            "in explicit model-control mode, reconfigured between points without a restart, the loaded config read\n"
+            "back before each point) or on the server at --url. The in-process ONNX Runtime throughput at the same\n"
+            "batch size is the ceiling: serving efficiency = served / in-process. A point that fails (unstable,\n"
+            "refused, server crash: the server is restarted) is recorded with its reason and the run goes on.\n\n"
+            "Writes artifacts/benchmarks/<run>/: results.csv, throughput_vs_p99.png, plots/, a heat map\n"
+            "(instances x queue delay), summary.md (best configuration under the budget, gain over the baseline),\n"
+            "best.json; the best config goes to <repository>/<model>/configs/benchmark-<run>.pbtxt, and is\n"
+            "logged to MLflow. Options given here override the grid file, which overrides the built-in defaults;\n"
+            "--dry-run shows the resolved points without sending any load."),
+        epilog=(
+            "examples:\n"
+            "  mnist-etc benchmark --grid search_spaces/benchmark_smoke.yaml\n"
+            "  mnist-etc benchmark --grid search_spaces/benchmark_seed.yaml --instance-count 1,2,4 \\\n"
+            "      --max-queue-delay-us 500 --concurrency 20 --no-prefect        # the course project's command shape\n"
+            "  mnist-etc benchmark --url 127.0.0.1:8001 --model mnist_etc --concurrency 1:8 --p99-budget-ms 10\n"
+            "  mnist-etc benchmark --adopt artifacts/benchmarks/<run>           # best config becomes config.pbtxt\n"
+            "lists: 1,2,4 or ranges start:end[:step] (end included), e.g. --concurrency 3:6,20"))
+    p.add_argument("--grid", type=Path, metavar="YAML",
+                   help="benchmark grid, e.g. search_spaces/benchmark_smoke.yaml (default: built-in defaults)")
+    p.add_argument("--url", metavar="HOST:PORT",
+                   help="a running Triton (its gRPC port, or HTTP port with --protocol http) in explicit model-control "
+                        "mode; default: start the embedded server")
+    p.add_argument("--run", metavar="NAME", help="run name (default: <grid name>-<date>-<time>); a finished run of "
+                                                 "the same name is replaced")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the points, then stop (no load sent)")
+    p.add_argument("--adopt", type=Path, metavar="RUN_DIR",
+                   help="make the best config of a finished run the model's config.pbtxt (previous one kept in "
+                        "configs/before-<run>.pbtxt), then stop")
+
+    s = argparse.SUPPRESS
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=s, metavar="NAME", help="served model name")
+    m.add_argument("--version", type=int, default=s, metavar="N", help="model version (default: the newest)")
+    m.add_argument("--repository", default=s, metavar="DIR", help="model repository")
+
+    g = p.add_argument_group("grid axes (each replaces that axis in every sub-grid of --grid)")
+    g.add_argument("--instance-count", dest="instance_count", default=s, metavar="LIST", help="e.g. 1,2,4")
+    g.add_argument("--max-batch-size", dest="max_batch_size", default=s, metavar="LIST", help="e.g. 16,64")
+    g.add_argument("--max-queue-delay-us", dest="max_queue_delay_microseconds", default=s, metavar="LIST",
+                   help="dynamic batcher's queue delay in microseconds, e.g. 100,500,2000")
+    g.add_argument("--preferred-batch-size", dest="preferred_batch_size", action="append", default=s,
+                   metavar="SIZES", help="one choice per use: 8,16,32,64 or 'none' (Triton prefers max_batch_size); "
+                                         "repeat for several choices")
+    g.add_argument("--intra-op-threads", dest="intra_op_threads", default=s, metavar="LIST",
+                   help="ONNX Runtime threads per instance; 0 = all cores")
+    g.add_argument("--concurrency", default=s, metavar="LIST", help="requests in flight, e.g. 3:6,20")
+
+    lo = p.add_argument_group("load and measurement")
+    lo.add_argument("--request-batch-size", dest="request_batch_size", type=int, default=s, metavar="N",
+                    help="images per request (perf_analyzer -b)")
+    lo.add_argument("--protocol", choices=["grpc", "http"], default=s)
+    lo.add_argument("--measurement-interval-ms", dest="interval_ms", type=int, default=s, metavar="MS",
+                    help="perf_analyzer window (--measurement-interval)")
+    lo.add_argument("--stability-percentage", dest="stability_percentage", type=float, default=s, metavar="PCT",
+                    help="max/min of the last 3 windows must be within this")
+    lo.add_argument("--max-trials", dest="max_trials", type=int, default=s, metavar="N",
+                    help="windows before a point is recorded as unstable")
+    lo.add_argument("--percentile", type=int, default=s, metavar="P",
+                    help="judge stability on this latency percentile instead of the mean")
+    lo.add_argument("--point-timeout-s", dest="timeout_s", type=float, default=s, metavar="S",
+                    help="stop perf_analyzer after this many seconds (default: derived from the windows)")
+
+    j = p.add_argument_group("judging")
+    j.add_argument("--p99-budget-ms", dest="p99_budget_ms", type=float, default=s, metavar="MS",
+                   help="p99 latency budget in milliseconds")
+    j.add_argument("--objective", choices=["throughput", "throughput_per_instance", "efficiency"], default=s,
+                   help="what the best configuration maximises under the budget")
+    j.add_argument("--baseline", choices=["current", "defaults"], default=s,
+                   help="the configuration to beat: the one loaded at start (current) or TritonModelConfig's defaults")
+    j.add_argument("--strategy", choices=["brute", "prune_over_budget"], default=s,
+                   help="brute: every point; prune_over_budget: skip higher concurrencies of a config over budget")
+
+    o = p.add_argument_group("outputs")
+    o.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
+    o.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite:///<artifacts>/mlflow.db)")
+    o.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    o.add_argument("--no-write-best", action="store_true",
+                   help="do not write the best config into the model repository")
+    o.add_argument("--no-prefect", action="store_true",
+                   help="run without Prefect (no temporary Prefect server, no table artifact)")
+    p.set_defaults(func=cmd_benchmark)
+
+
+def _preferred(values: list[str]) -> list[list[int]]:
+    from mnist_etc.benchmark.grid import parse_int_list
+
+    return [[] if v.strip().lower() in ("none", "[]", "") else
+            list(parse_int_list(v, "--preferred-batch-size", 1)) for v in values]
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    out = {k: getattr(args, k) for k in OVERRIDES if hasattr(args, k)}
+    if "preferred_batch_size" in out:
+        out["preferred_batch_size"] = _preferred(out["preferred_batch_size"])
+    return out
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    if args.adopt is not None:
+        return _adopt(args)
+    from mnist_etc.benchmark import RunOptions, preflight, resolve_spec
+
+    # Everything a user can get wrong is checked here, before Prefect or Triton start.
+    spec = resolve_spec(args.grid, **overrides_from_args(args))
+    options = RunOptions(url=args.url, run=args.run, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri,
+                         mlflow=not args.no_mlflow, write_best=not args.no_write_best)
+    if args.dry_run:
+        _print_plan(spec, options)
+        return 0
+    preflight(spec, options)
+    if args.no_prefect:
+        from mnist_etc.benchmark import run_benchmark
+
+        outcome = run_benchmark(spec, options)
+        result = outcome.to_dict()
+    else:
+        from flows.benchmark import benchmark
+
+        result = benchmark(grid=str(args.grid) if args.grid else None, url=args.url, run=args.run,
+                           artifacts=str(args.artifacts), mlflow_uri=args.mlflow_uri, mlflow=not args.no_mlflow,
+                           write_best=not args.no_write_best, **overrides_from_args(args))
+    print_result(result)
+    return 0
+
+
+def print_result(result: dict[str, Any]) -> None:
+    s = result["summary"]
+    print(f"\nbenchmark {result['run']}: {s['points_ok']} point(s) measured, {s['points_failed']} failed, "
+          f"{s['points_skipped']} skipped in {s['wall_seconds']:.0f} s"
+          + (f" ({s['seconds_per_point']:.1f} s per measured point)" if s.get("seconds_per_point") else ""))
+    if s.get("best_throughput") is not None:
+        line = (f"best under budget: {s['best_throughput']:,.0f} images/s at concurrency {s['best_concurrency']}, "
+                f"p99 {s['best_p99_ms']:.2f} ms")
+        if s.get("best_serving_efficiency") is not None:
+            line += f", serving efficiency {s['best_serving_efficiency']:.2f}"
+        if s.get("best_is_baseline"):
+            line += "; that is the baseline itself (nothing in the grid beats it)"
+        elif s.get("improvement") is not None:
+            line += f"; {s['improvement']:+.1%} over the baseline"
+        print(line)
+    else:
+        print("no point within the p99 budget: nothing written to the model repository")
+    for name, path in result["files"].items():
+        print(f"{name}: {path}")
+    if result.get("mlflow_run_id"):
+        print(f"MLflow run: {result['mlflow_run_id']}")
+    if result.get("mlflow_error"):
+        print(f"MLflow logging failed: {result['mlflow_error']}")
+
+
+def _print_plan(spec: Any, options: Any) -> None:
+    from mnist_etc.benchmark.report import config_labels
+
+    configs = spec.configs()
+    labels = config_labels({i: cfg for i, (cfg, _) in enumerate(configs)})
+    print(f"benchmark {spec.name}: model {spec.model!r} version {spec.version or 'newest'} "
+          f"{'at ' + options.url if options.url else 'on the embedded server, repository ' + str(spec.repository)}")
+    print(f"load: {spec.protocol}, {spec.request_batch_size} image(s)/request; windows "
+          f"{spec.measurement.interval_ms} ms, "
+          f"stable within {spec.measurement.stability_percentage:g}%, at most {spec.measurement.max_trials} windows")
+    budget = "none" if spec.p99_budget_ms is None else f"{spec.p99_budget_ms:g} ms"
+    print(f"judged on {spec.objective} under p99 budget {budget}; strategy {spec.strategy}; baseline "
+          f"{spec.baseline if isinstance(spec.baseline, str) else spec.baseline.to_dict()}")
+    for i, (cfg, conc) in enumerate(configs):
+        print(f"  config {i}: {labels[i]}  concurrency {', '.join(map(str, conc))}")
+    n = spec.n_points()
+    # At least 3 windows per point plus perf_analyzer's warm-up window; reloads take about 1.5 s each.
+    low = n * 4 * spec.measurement.interval_ms / 1000 + 1.5 * len(configs)
+    print(f"{n} point(s) (plus the baseline's unless it is in the grid); at least ~{low / 60:.1f} min of measuring")
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from mnist_etc.benchmark.adopt import adopt_best
+
+    repository = getattr(args, "repository", None)
+    out = adopt_best(args.adopt, Path(repository) if repository else None)
+    print(f"{out['config']} now holds the best configuration of run {out['run']}: {out['adopted']}")
+    print(f"previous config kept in {out['backup']}")
+    print(f"a running server picks it up on its next load of the model (e.g. curl -X POST "
+          f"http://127.0.0.1:8000/v2/repository/models/{out['model']}/load) or on restart.")
+    return 0

@@ -1,0 +1,185 @@
+"""The benchmark against the real embedded Triton and the real perf_analyzer: tiny grids, short windows.
+
+Failures are provoked for real: a KIND_GPU instance group (refused by Triton on this CPU-only machine), a
+stability rule no measurement can meet, and a SIGKILL of the server in the middle of a measurement.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_etc.benchmark import RunOptions, resolve_spec, run_benchmark
+from mnist_etc.triton.model_config import TritonModelConfig, parse_pbtxt
+
+pytestmark = pytest.mark.slow
+
+# Short windows and a loose stability rule: the test machine is shared, and these tests check the
+# machinery (reloads, parsing, failure rows), not the figures.
+FAST = dict(interval_ms=500, stability_percentage=100, max_trials=8, request_batch_size=2)
+
+
+def tiny_onnx(path: Path) -> Path:
+    """A real ONNX classifier with the served signature (flatten + matmul), built without TensorFlow."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["input", "shape"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 28, 28, 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture()
+def repository(tmp_path) -> Path:
+    from mnist_etc.triton.repository import add_version
+
+    repo = tmp_path / "repo"
+    add_version(repo, "bench", tiny_onnx(tmp_path / "tiny.onnx"), {"source": "test"}, backends=("python",))
+    return repo
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_grid_records_a_refused_point_and_picks_the_best(repository, tmp_path):
+    """Two points: the repository's own config (the baseline) and a KIND_GPU one Triton refuses."""
+    artifacts = tmp_path / "artifacts"
+    spec = resolve_spec(None, model="bench", repository=str(repository), instance_kind=["KIND_CPU", "KIND_GPU"],
+                        concurrency=[2], p99_budget_ms=10_000, **FAST).with_overrides(ceiling_seconds=0.5)
+    out = run_benchmark(spec, RunOptions(run="tiny", artifacts=artifacts, mlflow_uri=f"sqlite:///{tmp_path}/ml.db"),
+                        log=lambda _: None)
+    run_dir = artifacts / "benchmarks" / "tiny"
+    assert out.run_dir == run_dir
+    rows = read_rows(run_dir)
+    assert [(r["instance_kind"], r["baseline"], r["status"]) for r in rows] == \
+        [("KIND_CPU", "True", "ok"), ("KIND_GPU", "False", "failed")]
+    ok, refused = rows
+    assert ok["config_verified"] == "True" and float(ok["throughput"]) > 0
+    assert 0 < float(ok["p50_ms"]) <= float(ok["p99_ms"])
+    assert ok["server_queue_ms"] != "" and ok["server_compute_infer_ms"] != ""
+    assert float(ok["requests_per_second"]) == pytest.approx(float(ok["throughput"]) / 2, rel=1e-3)
+    assert float(ok["in_process_images_per_second"]) > 0 and float(ok["serving_efficiency"]) > 0
+    assert refused["failure"] == "load_refused" and "no GPUs are available" in refused["reason"]
+    assert refused["throughput"] == ""
+    # Analysis, reports and the candidate config in the repository.
+    assert out.analysis.best is out.results[0] and out.summary["best_is_baseline"]
+    summary = (run_dir / "summary.md").read_text()
+    assert "## Best configuration" in summary and "no GPUs are available" in summary
+    assert "--model-config-name=benchmark-tiny" in summary
+    for name in ("throughput_vs_p99.png", "heatmap_instances_x_delay.png", "plots/config-00.png", "best.json",
+                 "spec.json", "raw/point-000.csv", "raw/point-000.log"):
+        assert (run_dir / name).is_file(), name
+    assert "--concurrency-range 2:2" in (run_dir / "raw/point-000.log").read_text()
+    candidate = repository / "bench" / "configs" / "benchmark-tiny.pbtxt"
+    assert TritonModelConfig.from_proto(parse_pbtxt(candidate.read_text())).instance_kind == "KIND_CPU"
+    assert not [p for p in (artifacts / "benchmarks").iterdir() if p.name.startswith(".")]   # no staging left
+    # MLflow: the run with its metrics and files.
+    from mlflow import MlflowClient
+
+    run = MlflowClient(f"sqlite:///{tmp_path}/ml.db").get_run(out.mlflow_run_id)
+    assert run.data.metrics["points_ok"] == 1 and run.data.metrics["points_failed"] == 1
+    assert run.data.params["model"] == "bench"
+    # Adopting: config.pbtxt becomes the best, the previous one is kept.
+    from mnist_etc.benchmark.adopt import adopt_best
+
+    adopted = adopt_best(run_dir)
+    assert Path(adopted["backup"]).is_file()
+    assert json.loads((run_dir / "best.json").read_text())["analysis"]["best"]["concurrency"] == 2
+
+
+def test_unstable_point_is_recorded_not_fatal(repository, tmp_path):
+    spec = resolve_spec(None, model="bench", repository=str(repository), concurrency=[1], interval_ms=200,
+                        stability_percentage=0.001, max_trials=3, request_batch_size=1,
+                        p99_budget_ms=100).with_overrides(ceiling_seconds=0.2)
+    out = run_benchmark(spec, RunOptions(run="unstable", artifacts=tmp_path / "a", mlflow=False), log=lambda _: None)
+    (row,) = read_rows(out.run_dir)
+    assert (row["status"], row["failure"]) == ("failed", "unstable")
+    assert "no 3 consecutive 200 ms windows within 0.001%" in row["reason"]
+    assert out.analysis.best is None
+    assert "No measured point is within the budget" in (out.run_dir / "summary.md").read_text()
+    assert not (repository / "bench" / "configs").exists()       # nothing to adopt, nothing written
+
+
+def test_server_killed_mid_measurement_is_restarted(repository, tmp_path):
+    """SIGKILL the whole server 1 s into the first point: that point fails as a crash, the next one is measured
+    on a restarted server (after reloading its config)."""
+    spec = resolve_spec(None, model="bench", repository=str(repository), instance_count=[2], concurrency=[1],
+                        baseline="defaults", **FAST).with_overrides(ceiling_seconds=0.2)
+    killed = []
+
+    def kill_during_first_point(session, point, index, raw_dir):
+        if index == 0:
+            pgid = session.server.proc.pid
+            threading.Timer(1.0, lambda: (killed.append(pgid), os.killpg(pgid, signal.SIGKILL))).start()
+        return session.measure(point, index, raw_dir)
+
+    out = run_benchmark(spec, RunOptions(run="crash", artifacts=tmp_path / "a", mlflow=False),
+                        log=lambda _: None, measure_point=kill_during_first_point)
+    assert killed
+    first, second = read_rows(out.run_dir)
+    assert (first["status"], first["failure"], first["server_restarted"]) == ("failed", "crash", "True")
+    assert "server crashed during the measurement" in first["reason"]
+    assert (second["status"], second["instance_count"], second["config_verified"]) == ("ok", "2", "True")
+    assert out.summary["server_restarts"] == 1
+
+
+def test_cli_against_an_external_server_restores_its_config(repository, tmp_path, capsys):
+    """--url: the server belongs to someone else; the benchmark reconfigures it and then restores its own
+    config.pbtxt. Runs through the CLI without Prefect or MLflow."""
+    from mnist_etc.benchmark.reconfigure import ModelControl
+    from mnist_etc.triton.server import ServerConfig, TritonServer
+    from mnist_etc_cli.main import main
+
+    cfg = ServerConfig(repository, model_control_mode="explicit", load_models=("bench",), log_dir=tmp_path / "logs")
+    with TritonServer(cfg) as server:
+        code = main(["benchmark", "--url", server.http_url, "--protocol", "http", "--model", "bench",
+                     "--repository", str(repository), "--instance-count", "2", "--concurrency", "1",
+                     "--measurement-interval-ms", "500", "--stability-percentage", "100", "--baseline", "current",
+                     "--run", "ext", "--artifacts", str(tmp_path / "a"), "--no-prefect", "--no-mlflow"])
+        assert code == 0
+        printed = capsys.readouterr().out
+        assert "benchmark ext:" in printed and "results:" in printed
+        rows = read_rows(tmp_path / "a" / "benchmarks" / "ext")
+        assert [(r["instance_count"], r["protocol"], r["status"]) for r in rows] == [("1", "http", "ok"),
+                                                                                     ("2", "http", "ok")]
+        control = ModelControl(server.grpc_url, "grpc", "bench")
+        assert control.loaded_config().instance_count == 1          # restored from the server's repository
+        control.close()
+
+
+@pytest.fixture()
+def prefect_harness():
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machine: no telemetry
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def test_flow_publishes_a_table_artifact(repository, tmp_path, prefect_harness):
+    """The Prefect flow `benchmark`, parameterised like the CLI (one point), with its table artifact."""
+    from prefect.artifacts import Artifact
+
+    from flows.benchmark import artifact_key, benchmark
+
+    result = benchmark(model="bench", repository=str(repository), concurrency="1", interval_ms=500,
+                       stability_percentage=100, run="flowtest", artifacts=str(tmp_path / "a"), mlflow=False)
+    assert result["summary"]["points_ok"] == 1
+    artifact = Artifact.get(artifact_key("flowtest"))
+    assert artifact is not None and artifact.type == "table"

@@ -1,0 +1,293 @@
+"""Benchmark grid validation, precedence, strategies, CSV parsing and analysis (no server, seconds)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnist_etc.benchmark.analysis import analyse
+from mnist_etc.benchmark.grid import BenchmarkSpec, load_grid, parse_int_list, resolve_spec, spec_from_mapping
+from mnist_etc.benchmark.perf import PerfFailure, classify_failure, parse_perf_csv
+from mnist_etc.benchmark.reconfigure import same_serving_config
+from mnist_etc.benchmark.results import FAILED, OK, PointResult
+from mnist_etc.benchmark.run import RunOptions
+from mnist_etc.benchmark.strategy import Point, make_strategy, plan_configs
+from mnist_etc.errors import UserError
+from mnist_etc.triton.model_config import TritonModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, data: object, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"fixed": {"max_batch_size": 64}, "grid": {"preferred_batch_size": [[8, 128]]}},
+     "preferred_batch_size must be an integer in 1..64, got 128"),
+    ({"grid": {"max_batch_size": [8, 64]}, "fixed": {"preferred_batch_size": [16]}},
+     "configuration (max_batch_size=8): each preferred_batch_size must be an integer in 1..8, got 16"),
+    ({"grid": {"instance_count": [1, 0]}}, "grid.instance_count values must be integers >= 1, got 0"),
+    ({"grid": {"max_queue_delay_microseconds": [-1]}},
+     "grid.max_queue_delay_microseconds values must be integers >= 0, got -1"),
+    ({"concurrency": [0, 4]}, "concurrency values must be integers >= 1, got 0"),
+    ({"grid": {"instance_count": [1], "concurrency": "0:2"}}, "grid.concurrency values must be integers >= 1, got 0"),
+    ({"concurrency": "6:3"}, "concurrency range '6:3' is not accepted"),
+    ({"concurrency": [4, 4]}, "concurrency must not repeat a value"),
+    ({"concurency": [4]}, "unknown setting(s) concurency"),
+    ({"grid": {"instances": [1, 2]}}, "grid has unknown axis 'instances'"),
+    ({"grid": {"version_policy": ["all"]}}, "grid has unknown axis 'version_policy'"),
+    ({"fixed": {"max_batch_sise": 8}}, "unknown TritonModelConfig setting(s) max_batch_sise"),
+    ({"measurement": {"interval": 500}}, "unknown measurement setting(s) interval"),
+    ({"measurement": {"max_trials": 2}}, "measurement.max_trials must be an integer >= 3"),
+    ({"measurement": {"interval_ms": 50}}, "measurement.interval_ms must be an integer >= 100"),
+    ({"measurement": {"stability_percentage": 0}}, "measurement.stability_percentage must be a number > 0"),
+    ({"request_batch_size": 16, "fixed": {"max_batch_size": 8}},
+     "request_batch_size 16 exceeds max_batch_size 8"),
+    ({"request_batch_size": 0}, "request_batch_size must be an integer >= 1, got 0"),
+    ({"grid": {"instance_count": [1, 2]}, "fixed": {"instance_count": 2}},
+     "grid sweeps instance_count, which 'fixed' also sets"),
+    ({"grid": {"preferred_batch_size": [8, 16]}}, "must be a list of choices, each a list of batch sizes"),
+    ({"grid": [{"instance_count": [1]}, {"dynamic_batching": [False], "max_queue_delay_microseconds": [5]}],
+      "fixed": {"preferred_batch_size": [8]}}, "grid[1] configuration"),
+    ({"grid": {"instance_kind": ["KIND_TPU"]}}, "grid.instance_kind values must be among KIND_CPU, KIND_GPU"),
+    ({"protocol": "udp"}, "protocol must be one of grpc, http, got 'udp'"),
+    ({"objective": "latency"}, "objective must be one of throughput, throughput_per_instance, efficiency"),
+    ({"strategy": "optuna"}, "strategy must be one of brute, prune_over_budget"),
+    ({"strategy": "prune_over_budget"}, "strategy prune_over_budget needs a p99_budget_ms"),
+    ({"p99_budget_ms": 0}, "p99_budget_ms must be a number > 0"),
+    ({"baseline": "previous"}, "baseline must be one of current, defaults or a mapping"),
+    ({"baseline": {"instance_count": 0}}, "instance_count must be an integer >= 1, got 0"),
+    ({"model": "../etc"}, "model name '../etc' is not accepted"),
+    ({"name": "a/b"}, "benchmark name 'a/b' is not accepted"),
+    ({"version": 0}, "model version must be an integer >= 1, got 0"),
+    ({"grid": []}, "grid must hold at least one sub-grid"),
+    ({"grid": {"max_queue_delay_microseconds": [100, 500]}, "fixed": {"dynamic_batching": False}},
+     "holds two configurations that Triton serves identically (max_queue_delay_microseconds 100 vs 500)"),
+    ({"grid": {"preferred_batch_size": [[], [64]]}}, "serves identically (preferred_batch_size [] vs [64])"),
+])
+def test_bad_grids_get_one_sentence_naming_the_file(tmp_path, data, fragment):
+    path = write(tmp_path, data)
+    with pytest.raises(UserError) as err:
+        load_grid(path)
+    message = str(err.value)
+    assert fragment in message
+    assert message.startswith(str(path))
+    assert "\n" not in message
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match=r"is not valid YAML at line \d+ \(expected"):
+        load_grid(write(tmp_path, "grid:\n  instance_count: [1, 2\n"))
+    with pytest.raises(UserError, match="does not exist"):
+        load_grid(tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match="must be a YAML mapping"):
+        load_grid(write(tmp_path, "- 1\n- 2\n"))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"run": "../escape"}, "run name '../escape' is not accepted"),
+    ({"url": "http://127.0.0.1:8000"}, "--url must be HOST:PORT"),
+    ({"url": "127.0.0.1"}, "--url must be HOST:PORT"),
+])
+def test_bad_run_options(kwargs, fragment):
+    with pytest.raises(UserError) as err:
+        RunOptions(**kwargs)
+    assert fragment in str(err.value)
+
+
+def test_int_lists_and_ranges():
+    assert parse_int_list("3:6,20", "c", 1) == (3, 4, 5, 6, 20)
+    assert parse_int_list("1:9:4", "c", 1) == (1, 5, 9)
+    assert parse_int_list(4, "c", 1) == (4,)
+    assert parse_int_list([1, "2:3"], "c", 1) == (1, 2, 3)
+    with pytest.raises(UserError, match="values must be integers >= 1, got True"):
+        parse_int_list([True], "c", 1)
+
+
+def test_seed_grid_reproduces_the_course_projects_experiments():
+    spec = load_grid(ROOT / "search_spaces" / "benchmark_seed.yaml")
+    points = {(cfg.instance_count, cfg.max_queue_delay_microseconds): conc for cfg, conc in spec.configs()}
+    assert points[(2, 500)] == (3, 4, 5, 6, 20)            # the shared point is merged, measured once
+    assert {d for (n, d) in points if n == 4} == {1, 20, 100, 250, 500, 5000, 10000}
+    assert {d for (n, d) in points if n == 1} == {10, 250, 500, 2000}
+    assert {d for (n, d) in points if n == 2} == {250, 500, 2000}
+    assert spec.n_points() == 18 and spec.request_batch_size == 5
+    cfg = spec.configs()[0][0]
+    assert (cfg.max_batch_size, cfg.preferred_batch_size, cfg.preserve_ordering) == (64, (8, 16, 32, 64), True)
+    smoke = load_grid(ROOT / "search_spaces" / "benchmark_smoke.yaml")
+    assert smoke.name == "smoke" and smoke.n_points() <= 12
+
+
+def test_command_line_over_yaml_over_default(tmp_path):
+    path = write(tmp_path, {"grid": [{"instance_count": [1, 2], "concurrency": [3]}, {"instance_count": [4]}],
+                            "fixed": {"max_queue_delay_microseconds": 100}, "concurrency": [8],
+                            "measurement": {"interval_ms": 1000}})
+    spec = load_grid(path)
+    assert [(c.instance_count, conc) for c, conc in spec.configs()] == [(1, (3,)), (2, (3,)), (4, (8,))]
+    assert spec.measurement.max_trials == 10 and spec.protocol == "grpc"          # defaults
+    over = resolve_spec(path, instance_count="4", max_queue_delay_microseconds=[500, 1000], concurrency="20",
+                        max_trials=5, protocol=None)
+    assert [(c.instance_count, c.max_queue_delay_microseconds, conc) for c, conc in over.configs()] == \
+        [(4, 500, (20,)), (4, 1000, (20,))]                                           # sub-grids merged
+    assert over.measurement.interval_ms == 1000 and over.measurement.max_trials == 5
+    assert over.protocol == "grpc"                                                   # None = not given
+    with pytest.raises(UserError, match="command line.instance_count values must be integers >= 1, got 0"):
+        resolve_spec(path, instance_count="0")
+    with pytest.raises(UserError, match="unknown benchmark override"):
+        BenchmarkSpec().with_overrides(instances=[1])
+
+
+def test_preferred_batch_choices_and_defaults():
+    spec = spec_from_mapping({"grid": {"preferred_batch_size": [[], [8, 16]]}})
+    assert [c.preferred_batch_size for c, _ in spec.configs()] == [(), (8, 16)]
+    assert BenchmarkSpec().configs() == [(TritonModelConfig(), (1, 2, 4, 8))]
+
+
+def test_baseline_is_measured_first_and_merged_with_an_equal_grid_config():
+    grid = [(TritonModelConfig(instance_count=2), (4,)), (TritonModelConfig(), (16,))]
+    current = TritonModelConfig(preferred_batch_size=(64,))   # as Triton reports the default back
+    plan = plan_configs(grid, current, (4, 16))
+    assert [(cid, cfg.instance_count, conc, base) for cid, cfg, conc, base in plan] == \
+        [(0, 1, (4, 16), True), (1, 2, (4,), False)]
+
+
+def _result(index: int, point: Point, throughput: float | None, p99: float | None) -> PointResult:
+    from mnist_etc.benchmark.perf import PerfMeasurement
+
+    if throughput is None:
+        return PointResult(index, point, FAILED, "unstable", "unstable measurement")
+    m = PerfMeasurement(point.concurrency, throughput, p99 / 3, p99 / 2, p99 / 1.5, p99, 0, 0, 0.1, 0, 0.5, 0, 0)
+    return PointResult(index, point, OK, measurement=m, config_verified=True)
+
+
+def test_prune_strategy_skips_higher_concurrencies_over_budget():
+    base, other = TritonModelConfig(), TritonModelConfig(instance_count=2)
+    plan = plan_configs([(other, (2, 4, 8))], base, (2, 4, 8))
+    strategy = make_strategy("prune_over_budget", plan, budget_ms=10)
+    measured = []
+    for point in strategy.get_configs():
+        p99 = {2: 5.0, 4: 12.0, 8: 20.0}[point.concurrency]
+        r = _result(len(measured), point, 1000.0 * point.concurrency, p99)
+        measured.append(r)
+        strategy.set_last_results([r])
+    assert [(p.config_id, p.concurrency) for p in (r.point for r in measured)] == \
+        [(0, 2), (0, 4), (0, 8), (1, 2), (1, 4)]                 # baseline in full, config 1 stops at c=4
+    assert [(p.concurrency, "12.00 ms" in why) for p, why in strategy.skipped] == [(8, True)]
+    assert make_strategy("brute", plan).planned == 6
+
+
+def test_best_under_budget_and_improvement_over_baseline():
+    base, good = TritonModelConfig(), TritonModelConfig(instance_count=2)
+    pts = [Point(0, base, 4, True), Point(0, base, 16, True), Point(1, good, 4), Point(1, good, 16),
+           Point(1, good, 32)]
+    results = [_result(0, pts[0], 1000, 5), _result(1, pts[1], 2000, 30), _result(2, pts[2], 1500, 6),
+               _result(3, pts[3], 3000, 9), _result(4, pts[4], None, None)]
+    a = analyse(results, "throughput", 10.0, ceiling_ips=4000.0)
+    assert a.best is results[3] and a.baseline_best is results[0]
+    assert a.improvement == pytest.approx(2.0)                    # 3000 vs the baseline's 1000 under 10 ms
+    assert a.baseline_same_concurrency is results[1]
+    assert (a.n_ok, a.n_failed, a.n_within_budget) == (4, 1, 3)
+    assert results[3].efficiency(4000.0) == pytest.approx(0.75)
+    per_instance = analyse(results, "throughput_per_instance", 10.0, 4000.0)
+    assert per_instance.best is results[3]                        # 1500 per instance beats 1000
+    assert analyse(results, "throughput", 1.0, 4000.0).best is None
+    assert analyse(results, "throughput", None, 4000.0).best is results[3]
+
+
+# The header and a row exactly as perf_analyzer 2.51 writes them with -f (microseconds).
+PERF_CSV = ("Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+            "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
+            "4,9642.56,4,1110,258,26,506,160,1,1389,3331,5850,12338\n")
+
+
+def test_perf_csv_is_parsed_into_milliseconds():
+    m = parse_perf_csv(PERF_CSV, 4)
+    assert m.throughput == pytest.approx(9642.56)
+    assert (m.p50_ms, m.p99_ms, m.server_queue_ms, m.server_compute_infer_ms) == (1.389, 12.338, 0.258, 0.506)
+    with pytest.raises(PerfFailure, match="no row for concurrency 8"):
+        parse_perf_csv(PERF_CSV, 8)
+    with pytest.raises(PerfFailure, match="lacks"):
+        parse_perf_csv("Concurrency,Inferences/Second\n4,1\n", 4)
+
+
+def test_perf_failures_are_classified():
+    from mnist_etc.benchmark.grid import MeasurementSettings
+
+    s = MeasurementSettings(interval_ms=1000, stability_percentage=20, max_trials=6)
+    unstable = ("Request concurrency: 16\nFailed to obtain stable measurement within 6 measurement windows for "
+                "concurrency 16. Please try to increase the --measurement-interval.\n")
+    assert classify_failure(2, unstable, s).kind == "unstable"
+    reset = ("Failed to maintain requested inference load. Worker thread(s) failed to generate concurrent requests.\n"
+             "Thread [0] had error: recvmsg:Connection reset by peer\n")
+    failure = classify_failure(99, reset, s)
+    assert failure.kind == "requests_failed" and "Connection reset by peer" in failure.reason
+
+
+def test_serving_config_comparison_follows_tritons_completion():
+    assert same_serving_config(TritonModelConfig(), TritonModelConfig(preferred_batch_size=(64,)))
+    # Triton drops the batcher's settings when dynamic batching is off.
+    off = TritonModelConfig(dynamic_batching=False)
+    assert same_serving_config(off, off.replace(max_queue_delay_microseconds=0))
+    assert not same_serving_config(TritonModelConfig(), TritonModelConfig(instance_count=2))
+
+
+def test_adopt_takes_tuned_settings_and_keeps_the_previous_config(tmp_path):
+    import json
+
+    from mnist_etc.benchmark.adopt import adopt_best, write_candidate
+    from mnist_etc.triton.repository import read_config, write_config
+
+    repo = tmp_path / "repo"
+    write_config(repo, "m", "python", TritonModelConfig(version_policy="all"))
+    best = TritonModelConfig(instance_count=2, max_queue_delay_microseconds=100, preferred_batch_size=(8, 16))
+    candidate = write_candidate(repo, "m", "python", best, "r1")
+    assert candidate == repo / "m" / "configs" / "benchmark-r1.pbtxt"
+    assert read_config(repo, "m") == TritonModelConfig(version_policy="all")     # config.pbtxt untouched
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "best.json").write_text(json.dumps({"run": "r1", "model": "m", "backend": "python",
+                                                   "repository": str(repo),
+                                                   "analysis": {"best": {"config": best.to_dict()}}}))
+    out = adopt_best(run_dir)
+    adopted = read_config(repo, "m")
+    assert adopted == best.replace(version_policy="all")        # deployment setting kept, tuned ones taken
+    from mnist_etc.triton.model_config import parse_pbtxt
+
+    previous = TritonModelConfig.from_proto(parse_pbtxt(Path(out["backup"]).read_text()))
+    assert previous == TritonModelConfig(version_policy="all")
+    (run_dir / "best.json").write_text(json.dumps({"run": "r2", "model": "m", "backend": "python",
+                                                   "repository": str(repo), "analysis": {"best": None}}))
+    with pytest.raises(UserError, match="nothing to adopt"):
+        adopt_best(run_dir)
+    with pytest.raises(UserError, match="not a finished benchmark run"):
+        adopt_best(tmp_path / "missing")
+
+
+def test_cli_rejects_bad_grid_before_any_work(tmp_path, capsys):
+    from mnist_etc_cli.main import main
+
+    path = write(tmp_path, {"grid": {"instance_count": [0]}})
+    artifacts = tmp_path / "artifacts"
+    code = main(["benchmark", "--grid", str(path), "--artifacts", str(artifacts), "--no-prefect"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("mnist-etc benchmark: error:") and "instance_count values must be integers >= 1" in err
+    assert len(err.splitlines()) == 1
+    assert not artifacts.exists()                                 # nothing half-written
+    assert main(["benchmark", "--concurrency", "0", "--artifacts", str(artifacts)]) == 2
+    assert main(["benchmark", "--preferred-batch-size", "8,128", "--artifacts", str(artifacts)]) == 2
+    assert "preferred_batch_size must be an integer in 1..64, got 128" in capsys.readouterr().err
+
+
+def test_cli_dry_run_lists_points_without_a_server(capsys):
+    from mnist_etc_cli.main import main
+
+    grid = ROOT / "search_spaces" / "benchmark_seed.yaml"
+    assert main(["benchmark", "--grid", str(grid), "--dry-run", "--instance-count", "1,2,4",
+                 "--max-queue-delay-us", "500", "--concurrency", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "3 point(s)" in out and "n=4 delay_us=500" in out and "concurrency 20" in out
