@@ -26,7 +26,7 @@ from mnist_etc.atomic import staged_dir, write_json_atomic
 from mnist_etc.data import DataSplit, load_split
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
-from mnist_etc.models import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
+from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
 from mnist_etc.tf_quiet import tf
 
 FORMAT_VERSION = 1

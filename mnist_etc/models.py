@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, N_CLASSES, OUTPUT_NAME
 from mnist_etc.tf_quiet import tf
-
-IMAGE_SHAPE = (28, 28, 1)
-N_CLASSES = 10
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 
 
 def build_encoder(hid_dim: int) -> tf.keras.Model:

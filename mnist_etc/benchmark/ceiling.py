@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_etc.models import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
+from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
 from mnist_etc.triton.repository import versions
 
 

@@ -31,9 +31,8 @@ class ConfigMismatch(Exception):
 def effective(cfg: TritonModelConfig) -> dict[str, Any]:
     """What decides serving behaviour, as Triton completes it on load.
 
-    Triton fills preferred_batch_size with max_batch_size when it is empty, and drops the queue delay,
-    preferred sizes and ordering when dynamic batching is off; compare these forms, not the raw configs
-    (TritonModelConfig.normalized() covers the first rule only)."""
+    The serving-relevant fields of `TritonModelConfig.normalized()` (which applies Triton's completion
+    rules); compare these forms, not the raw configs."""
     cfg = cfg.normalized()
     out = {"max_batch_size": cfg.max_batch_size, "dynamic_batching": cfg.dynamic_batching,
            "instance_count": cfg.instance_count, "instance_kind": cfg.instance_kind, "gpus": cfg.gpus,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mnist_etc.errors import UserError
-from mnist_etc.models import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
+from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
 from mnist_etc.triton.repository import validate_model_name, validate_version
 
 

@@ -21,7 +21,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from mnist_etc.config import from_dict
 from mnist_etc.errors import UserError
-from mnist_etc.models import IMAGE_SHAPE, INPUT_NAME, N_CLASSES, OUTPUT_NAME
+from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, N_CLASSES, OUTPUT_NAME
 
 PYTHON = "python"            # model.py running ONNX Runtime: the pip-shipped tritonserver has this backend
 ONNXRUNTIME = "onnxruntime"  # platform onnxruntime_onnx: official Triton containers, CPU or GPU
@@ -101,8 +101,11 @@ class TritonModelConfig:
 
     def normalized(self) -> "TritonModelConfig":
         """As Triton completes it on load: with dynamic batching and no preferred sizes it prefers
-        max_batch_size. Compare normalized forms to check that a loaded config is the one asked for."""
-        if self.dynamic_batching and not self.preferred_batch_size:
+        max_batch_size; without dynamic batching, queue delay, preferred sizes and ordering do not exist.
+        Compare normalized forms to check that a loaded config is the one asked for."""
+        if not self.dynamic_batching:
+            return self.replace(max_queue_delay_microseconds=0, preferred_batch_size=(), preserve_ordering=False)
+        if not self.preferred_batch_size:
             return self.replace(preferred_batch_size=(self.max_batch_size,))
         return self
 
