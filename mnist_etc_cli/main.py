@@ -14,6 +14,7 @@ from mnist_etc.errors import UserError
 # Modules holding verbs, in the order `--help` lists them.
 VERB_MODULES = [
     "mnist_etc_cli.train",
+    "mnist_etc_cli.sweep",
     "mnist_etc_cli.serving",
     "mnist_etc_cli.benchmark",
 ]

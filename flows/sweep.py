@@ -1,0 +1,86 @@
+"""Prefect flow `sweep`: Optuna trials over a search space, one Prefect task per trial.
+
+    python -m flows.sweep --help                  # or: mnist-etc sweep --space search_spaces/smoke.yaml
+    from flows.sweep import sweep; sweep(space="search_spaces/smoke.yaml", trials=4, parallelism=2)
+
+Parameters are those of `mnist-etc sweep`. The orchestration (ask/tell, stale trials, MLflow, winner,
+reports) is library code, `mnist_etc.sweep.run_sweep`; this flow picks the task runner (threads by
+default, or a process pool), runs it, and publishes the summary as a Prefect markdown artifact.
+Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10 to 15 s).
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from mnist_etc.search_space import load_search_space
+from mnist_etc.sweep import SweepOptions, run_sweep
+from tasks.trials import PrefectTrialRunner, make_task_runner
+
+
+def artifact_key(study: str) -> str:
+    """Prefect artifact keys take lowercase letters, digits and dashes only."""
+    return "sweep-" + re.sub(r"[^a-z0-9-]", "-", study.lower())
+
+
+@contextmanager
+def _workers_share_temporary_server(task_runner: str) -> Iterator[None]:
+    """Process-pool workers of a run on Prefect's temporary server would each start their own server
+    (they inherit no API URL), and their task runs would not show under this flow run. Point them at
+    this process's temporary server for the pool's lifetime; a configured PREFECT_API_URL is left alone."""
+    from prefect.settings import get_current_settings
+
+    if task_runner != "processes" or get_current_settings().api.url:
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the singleton this process's client started
+    if not server.running:
+        yield
+        return
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"sweep-{params.get('study') or str(params.get('space', 'space')).rsplit('/', 1)[-1].split('.')[0]}"
+
+
+@flow(name="sweep", flow_run_name=_run_name, log_prints=True,
+      description="Optuna sweep over training settings, scored on test accuracy and attack leakage.")
+def sweep(space: str = "search_spaces/smoke.yaml", trials: int | None = None, parallelism: int | None = None,
+          storage: str | None = None, study: str | None = None, mlflow_uri: str | None = None,
+          task_runner: Literal["threads", "processes"] = "threads", artifacts: str = "artifacts") -> dict[str, Any]:
+    search = load_search_space(space).with_overrides(study=study, trials=trials, parallelism=parallelism)
+    options = SweepOptions.build(storage=storage, artifacts=artifacts, mlflow_uri=mlflow_uri)
+    logger = get_run_logger()
+    with _workers_share_temporary_server(task_runner), make_task_runner(task_runner, search.parallelism) as runner:
+        summary = run_sweep(search, options, PrefectTrialRunner(runner), log=logger.info)
+    create_markdown_artifact(markdown=summary.markdown, key=artifact_key(search.study),
+                             description=f"Sweep {search.study}: Pareto front, winner and report files.")
+    result = summary.to_dict()
+    result.pop("markdown")
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    from mnist_etc_cli.main import main
+
+    sys.exit(main(["sweep", *sys.argv[1:]]))

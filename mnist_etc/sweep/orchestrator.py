@@ -1,0 +1,279 @@
+"""The sweep: ask Optuna for `parallelism` trials at a time, run them through a TrialRunner, tell the
+results, then choose the winner and write the reports. Only this loop writes to the study storage.
+
+    >>> space = load_search_space("search_spaces/smoke.yaml")
+    >>> summary = run_sweep(space, SweepOptions.build(), LocalRunner(space.parallelism))
+    >>> summary.winner["model_dir"]
+
+Outputs, under `artifacts/sweeps/<study>/`: `trial-<n>/` per trial, `pareto.png`, `trials.csv`,
+`summary.md`, `winner.json`, `search_space.json`; dashboard images under `artifacts/optuna-artifacts/`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mnist_etc.atomic import write_json_atomic, write_text_atomic
+from mnist_etc.config import TrainConfig
+from mnist_etc.errors import UserError
+from mnist_etc.search_space import SearchSpace
+from mnist_etc.sweep import storage as storage_mod
+from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, write_csv
+from mnist_etc.sweep.runner import TrialRunner
+from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
+                                   settle_unfinished, study_lock)
+from mnist_etc.sweep.tracking import SweepTracker, default_tracking_uri
+from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, cached_split, trial_dir
+from mnist_etc.sweep.winner import Choice, candidates, choose_winner
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Where a sweep keeps things (the search space says what it explores)."""
+
+    storage_url: str
+    artifacts: Path
+    mlflow_uri: str
+
+    @classmethod
+    def build(cls, storage: str | None = None, artifacts: str | Path = "artifacts",
+              mlflow_uri: str | None = None) -> "SweepOptions":
+        artifacts = Path(artifacts).resolve()
+        url = storage or storage_mod.default_storage_url(artifacts)
+        storage_mod.validate_storage_url(url)
+        return cls(url, artifacts, mlflow_uri or default_tracking_uri(artifacts))
+
+    def study_dir(self, study: str) -> Path:
+        return self.artifacts / "sweeps" / study
+
+    @property
+    def optuna_artifacts(self) -> Path:
+        return self.artifacts / "optuna-artifacts"
+
+    @property
+    def storage_label(self) -> str:
+        return storage_mod.redact(self.storage_url)
+
+
+@dataclass
+class SweepSummary:
+    study: str
+    storage: str
+    target_trials: int
+    counts: dict[str, int]
+    ran: int
+    settled: dict[str, int]
+    best_accuracy: float | None
+    lowest_leakage: float | None
+    winner: dict[str, Any] | None
+    files: dict[str, str]
+    wall_seconds: float
+    trial_seconds: list[float] = field(default_factory=list)
+    markdown: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def preflight(space: SearchSpace) -> None:
+    """Checks that need the data (source readable, enough test images and training examples)."""
+    split = cached_split(space.data)
+    n_test = len(split.y_test)
+    if space.attack.victims > n_test:
+        raise UserError(f"{space.source}: attack.victims {space.attack.victims} exceeds the {n_test} test "
+                        f"images of the data; lower victims or use more data.")
+    searched = [v for p in space.params if p.name == "batch_size" for v in p.extremes()]
+    batch_sizes = searched or [space.fixed.get("batch_size", TrainConfig().batch_size)]
+    if max(batch_sizes) > split.n_train:
+        raise UserError(f"{space.source}: batch_size {max(batch_sizes)} exceeds the {split.n_train} training "
+                        f"examples of the data; lower it or raise data.train_size.")
+
+
+def run_sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: Log = print) -> SweepSummary:
+    """Validate, lock the study, settle a stopped sweep's trials, run the rest, report. Returns the summary."""
+    t_start = time.perf_counter()
+    preflight(space)
+    study_dir = options.study_dir(space.study)
+    with study_lock(study_dir):
+        storage = storage_mod.open_storage(options.storage_url)
+        try:
+            return _sweep(space, options, runner, log, storage, study_dir, t_start)
+        finally:
+            storage.remove_session()
+            storage.engine.dispose()  # a long-lived process (a flow server) must not keep pools open
+
+
+def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: Log, storage: Any, study_dir: Path,
+           t_start: float) -> SweepSummary:
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.trial import TrialState
+
+    study, created = open_study(space, storage, study_dir, options.storage_label)
+    write_json_atomic(study_dir / "search_space.json",
+                      {"storage": options.storage_label, "mlflow_tracking_uri": options.mlflow_uri,
+                       "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       "space": space.to_dict()})
+    tracker = SweepTracker(options.mlflow_uri, options.artifacts)
+    parent_run = tracker.parent_run(study, space, options.storage_label)
+    options.optuna_artifacts.mkdir(parents=True, exist_ok=True)
+    art_store = FileSystemArtifactStore(str(options.optuna_artifacts))
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    settled = settle_unfinished(study, stale, study_dir, space.stale_trial_retries, art_store, tracker, log,
+                                "stopped") if stale else {"recovered": 0, "failed": 0, "retried": 0}
+    # A fresh seed per start: a resumed random/TPE sampler must not replay the first run's draws.
+    study.sampler = make_sampler(space, space.sampler.seed + len(study.get_trials(deepcopy=False)))
+
+    done = count_finished(study)
+    verb = "created" if created else "resumed"
+    log(f"study {space.study} {verb} in {options.storage_label}: {done} of {space.trials} trials finished; "
+        f"running {max(0, space.trials - done)} more, up to {space.parallelism} at a time "
+        f"({space.sampler.name} sampler). Trial artifacts: {study_dir}/trial-<n>/")
+    distributions = space.distributions()
+    ran, trial_seconds = 0, []
+    while (remaining := space.trials - count_finished(study)) > 0:
+        batch = _ask_batch(study, space, options, tracker, parent_run, distributions,
+                           min(space.parallelism, remaining))
+        try:
+            results = runner.run_batch([spec for _, spec in batch])
+        except BaseException:
+            # Ctrl-C or a cancelled flow: settle what we can now; the next start settles the rest.
+            settle_unfinished(study, [t for t, _ in batch], study_dir, space.stale_trial_retries, art_store,
+                              tracker, log, "was interrupted")
+            raise
+        for (trial, spec), result in zip(batch, results):
+            ran += 1
+            if isinstance(result, TrialOutcome) and not all(math.isfinite(v) for v in result.values):
+                # Optuna would turn NaN values into FAIL on its own, with a warning nobody reads.
+                result = ValueError(f"objective values {result.values} are not finite (did training diverge?); "
+                                    f"artifacts kept in {spec.trial_dir}")
+            _tell(study, trial, spec, result, art_store, tracker)
+            line = _progress_line(count_finished(study), space, trial.number, result)
+            if isinstance(result, TrialOutcome):
+                trial_seconds.append(float(result.user_attrs.get("trial_seconds", math.nan)))
+            log(line)
+
+    summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, ran, settled, log)
+    summary.trial_seconds = trial_seconds
+    return summary
+
+
+def _ask_batch(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
+               distributions: dict[str, Any], n: int) -> list[tuple[Any, TrialSpec]]:
+    batch = []
+    for _ in range(n):
+        trial = study.ask(distributions)
+        try:
+            train = space.train_config(trial.params)
+        except UserError as exc:  # the corner check makes this unlikely; fail the trial, not the sweep
+            fail_trial(study, trial._trial_id, trial.number, f"UserError: {exc}")
+            continue
+        run_id = tracker.start_trial_run(parent_run, space.study, trial.number, asdict(train), trial.params)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        spec = TrialSpec(study=space.study, number=trial.number, params=dict(trial.params), train=asdict(train),
+                         data=asdict(space.data), attack=asdict(space.attack),
+                         trial_dir=str(trial_dir(options.study_dir(space.study), trial.number)),
+                         objectives=(space.accuracy_metric, space.leakage_metric),
+                         mlflow_tracking_uri=options.mlflow_uri, mlflow_run_id=run_id)
+        batch.append((trial, spec))
+    return batch
+
+
+def _tell(study: Any, trial: Any, spec: TrialSpec, result: Any, art_store: Any, tracker: SweepTracker) -> None:
+    if isinstance(result, TrialOutcome):
+        record_outcome(study, trial._trial_id, trial.number, result, art_store)
+        tracker.finish_trial_run(spec.mlflow_run_id, result, Path(spec.trial_dir))
+    else:
+        error = f"{type(result).__name__}: {result}"
+        fail_trial(study, trial._trial_id, trial.number, error)
+        tracker.fail_trial_run(spec.mlflow_run_id, error)
+
+
+def _progress_line(finished: int, space: SearchSpace, number: int, result: Any) -> str:
+    head = f"trial {finished}/{space.trials} (#{number})"
+    if isinstance(result, TrialOutcome):
+        acc, leak = result.values
+        eps = result.user_attrs.get("epsilon")
+        eps = fmt_eps(float(eps)) if eps is not None else "?"
+        return (f"{head} COMPLETE: {space.accuracy_metric} {acc:.4f}, {space.leakage_metric} {leak:.4f}, "
+                f"epsilon {eps}, {result.user_attrs.get('trial_seconds', 0):.1f} s")
+    return f"{head} FAIL: {type(result).__name__}: {str(result).splitlines()[0][:300] if str(result) else ''}"
+
+
+def _finish(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
+            art_store: Any, t_start: float, ran: int, settled: dict[str, int], log: Log) -> SweepSummary:
+    from optuna.trial import TrialState
+
+    study_dir = options.study_dir(space.study)
+    trials = study.get_trials(deepcopy=False)
+    cands = candidates(trials)
+    choice = choose_winner(cands, space.winner, space.leakage_metric)
+    files: dict[str, str] = {}
+    files["trials_csv"] = str(write_csv(study_dir / "trials.csv", trials, space.objective_names))
+    if cands:
+        files["pareto_png"] = str(pareto_plot(study_dir / "pareto.png", cands, choice, space.study,
+                                              space.accuracy_metric, space.leakage_metric, space.winner.max_leakage))
+    winner = _write_winner(study_dir / "winner.json", choice, space, options, tracker, log)
+    if winner is not None:
+        files["winner_json"] = str(study_dir / "winner.json")
+    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    wall = time.perf_counter() - t_start
+    mlflow_info = winner["mlflow"] if winner else None
+    md = summary_markdown(space.study, options.storage_label, counts, cands, choice, space.accuracy_metric,
+                          space.leakage_metric, dict(files, summary_md=str(study_dir / "summary.md")), wall,
+                          mlflow_info)
+    write_text_atomic(study_dir / "summary.md", md)
+    files["summary_md"] = str(study_dir / "summary.md")
+    best = max(cands, key=lambda c: c.accuracy) if cands else None
+    low = min(cands, key=lambda c: c.leakage) if cands else None
+    tracker.finish_parent(parent_run, {"completed_trials": counts.get("COMPLETE", 0),
+                                       "failed_trials": counts.get("FAIL", 0),
+                                       f"best_{space.accuracy_metric}": best.accuracy if best else math.nan,
+                                       f"lowest_{space.leakage_metric}": low.leakage if low else math.nan},
+                          [Path(f) for f in files.values()])
+    log(f"{choice.reason[0].upper()}{choice.reason[1:]}")
+    log(f"reports: {', '.join(files.values())}")
+    return SweepSummary(space.study, options.storage_label, space.trials, counts, ran, settled,
+                        best.accuracy if best else None, low.leakage if low else None, winner, files, wall,
+                        markdown=md)
+
+
+def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: SweepOptions, tracker: SweepTracker,
+                  log: Log) -> dict[str, Any] | None:
+    if choice.winner is None:
+        if path.exists():
+            path.unlink()  # a winner.json from an earlier run would contradict this run's policy
+        return None
+    w = choice.winner
+    run_id = w.user_attrs.get("mlflow_run_id")
+    registered, version = None, None
+    try:
+        registered, version = tracker.register_champion(space.study, run_id)
+    except Exception as exc:  # e.g. the winner was tracked in another MLflow store by an earlier run
+        log(f"could not register trial {w.number} in the MLflow model registry "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); winner.json is written without it.")
+    record = {
+        "study": space.study,
+        "trial": w.number,
+        "values": {space.accuracy_metric: w.accuracy, space.leakage_metric: w.leakage},
+        "params": w.params,
+        "epsilon": w.epsilon,
+        "delta": w.user_attrs.get("delta"),
+        "model_dir": w.user_attrs.get("model_dir"),
+        "trial_dir": w.user_attrs.get("trial_dir"),
+        "qualified": choice.qualified,
+        "reason": choice.reason,
+        "policy": asdict(space.winner),
+        "storage": options.storage_label,
+        "mlflow": {"tracking_uri": options.mlflow_uri, "run_id": run_id, "registered_model": registered,
+                   "version": version, "alias": "champion" if version else None},
+        "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(path, record)
+    return record

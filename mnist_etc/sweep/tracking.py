@@ -1,0 +1,168 @@
+"""MLflow for a sweep: one parent run per study, a nested run per trial, the winner in the model registry.
+
+The default tracking store is a SQLite file under artifacts/ (`artifacts/mlflow.db`, artifacts in
+`artifacts/mlflow-artifacts/`); any tracking URI (an `http://` tracking server, PostgreSQL) works too.
+The parent run's id is kept in the study's user attributes, so a resumed sweep nests its trials under
+the same parent run.
+
+Browse it with: mlflow ui --backend-store-uri sqlite:///artifacts/mlflow.db --host 127.0.0.1
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from mnist_etc.errors import UserError
+
+EXPERIMENT = "mnist-etc-sweeps"
+CHAMPION_ALIAS = "champion"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+
+
+def default_tracking_uri(artifacts: Path) -> str:
+    return f"sqlite:///{(Path(artifacts) / 'mlflow.db').resolve()}"
+
+
+def registered_model_name(study: str) -> str:
+    return f"mnist-etc-{study}"
+
+
+def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[k] = f
+    return out
+
+
+class SweepTracker:
+    """The MLflow side of one sweep; every call names its run explicitly (no fluent global state), so
+    trial threads and the orchestrator can log at the same time."""
+
+    def __init__(self, tracking_uri: str, artifacts: Path | None = None):
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        try:
+            exp = self.client.get_experiment_by_name(EXPERIMENT)
+            if exp is None:
+                location = None
+                if tracking_uri.startswith("sqlite:") and artifacts is not None:
+                    location = (Path(artifacts) / "mlflow-artifacts").resolve().as_uri()
+                self.experiment_id = self.client.create_experiment(EXPERIMENT, artifact_location=location)
+            else:
+                if exp.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(exp.experiment_id)
+                self.experiment_id = exp.experiment_id
+        except Exception as exc:  # MlflowException, connection refused, bad URI: the user's to fix
+            raise UserError(f"could not use MLflow tracking URI {tracking_uri!r} "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
+
+    # ------------------------------------------------------------------------------------- runs
+
+    def parent_run(self, study: Any, space: Any, storage_label: str) -> str:
+        """The study's parent run: reused when the study has one in this tracking store, else created."""
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if run_id:
+            try:
+                run = self.client.get_run(run_id)
+                if run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active":
+                    self.client.update_run(run_id, status="RUNNING")
+                    return run_id
+            except Exception:  # not in this tracking store: start a new parent run below
+                pass
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep-{space.study}",
+                                     tags={"optuna.study": space.study, "optuna.storage": storage_label,
+                                           "mnist_etc.kind": "sweep"})
+        params = {"sampler": space.sampler.name, "sampler_seed": space.sampler.seed,
+                  "objectives": f"max {space.accuracy_metric}, min {space.leakage_metric}",
+                  "winner_policy": space.winner.describe(space.leakage_metric)}
+        params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+        params.update({f"search.{p.name}": str(p.to_dict()) for p in space.params})
+        params.update({f"attack.{k}": v for k, v in space.fingerprint()["attack"].items()})
+        params.update({f"data.{k}": v for k, v in space.fingerprint()["data"].items()})
+        self.log_params(run.info.run_id, params)
+        study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's per-batch limit
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def start_trial_run(self, parent_id: str, study: str, number: int, train: dict[str, Any],
+                        params: dict[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}",
+                                     tags={"mlflow.parentRunId": parent_id, "optuna.study": study,
+                                           "optuna.trial": str(number), "mnist_etc.kind": "trial"})
+        self.log_params(run.info.run_id, {**train, **{f"searched.{k}": v for k, v in params.items()}})
+        return run.info.run_id
+
+    def finish_trial_run(self, run_id: str, outcome: Any, trial_dir: Path) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, 0) for k, v in _finite_metrics(outcome.metrics).items()]
+        if not str(outcome.user_attrs.get("mlflow_epoch_metrics", "")).startswith("live"):
+            for stage, rows in outcome.history.items():
+                for epoch, row in enumerate(rows):
+                    metrics += [Metric(f"{stage}.{k}", v, now, epoch) for k, v in _finite_metrics(row).items()]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        eps = outcome.user_attrs.get("epsilon")
+        self.client.set_tag(run_id, "epsilon", str(eps))
+        self.client.set_tag(run_id, "objectives", ", ".join(f"{v:.6g}" for v in outcome.values))
+        if Path(trial_dir).is_dir():
+            self.client.log_artifacts(run_id, str(trial_dir))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail_trial_run(self, run_id: str, error: str, status: str = "FAILED") -> None:
+        try:
+            self.client.set_tag(run_id, "error", error[:5000])
+            self.client.set_terminated(run_id, status)
+        except Exception:  # the run may be gone (another tracking store); the trial's FAIL is what matters
+            pass
+
+    def finish_parent(self, run_id: str, summary: dict[str, Any], files: list[Path]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0)
+                                               for k, v in _finite_metrics(summary).items()])
+        for f in files:
+            if Path(f).is_file():
+                self.client.log_artifact(run_id, str(f))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    # --------------------------------------------------------------------------------- registry
+
+    def register_champion(self, study: str, run_id: str) -> tuple[str, int]:
+        """Register the winning trial's model (its `model/` artifacts) and point alias `champion` at it.
+
+        The same winner on a rerun reuses its version instead of adding one."""
+        name = registered_model_name(study)
+        client = self.client
+        try:
+            client.get_registered_model(name)
+        except Exception:
+            client.create_registered_model(name, description=f"Winner of the mnist-etc sweep of study {study}: "
+                                                             f"a model directory loadable with "
+                                                             f"mnist_etc.model_store.load_model.")
+        existing = [v for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+        if existing:
+            version = max(int(v.version) for v in existing)
+        else:
+            source = f"{client.get_run(run_id).info.artifact_uri}/model"
+            version = int(client.create_model_version(name, source=source, run_id=run_id,
+                                                      tags={"optuna.study": study}).version)
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        return name, version

@@ -1,0 +1,123 @@
+"""Verbs `sweep` (Optuna trials as Prefect tasks) and `dashboard` (optuna-dashboard on the study storage)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+STORAGE_HELP = ("Optuna storage URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+                "(default: sqlite:///<artifacts>/sweeps/optuna.db)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="Optuna sweep over training settings: accuracy vs. attack leakage",
+                       description=(
+        "Run the Optuna study of a search space: each trial trains a model with sampled settings and "
+        "attacks it; objectives are test accuracy (max) and the attack's reconstruction similarity "
+        "(min). Trials run as Prefect tasks, PARALLELISM at a time. Rerunning a study resumes it: trials "
+        "a killed sweep left running are failed (and retried if the space allows), finished ones are "
+        "kept. Writes artifacts/sweeps/<study>/ (trial-<n>/, pareto.png, trials.csv, summary.md, "
+        "winner.json) and logs to MLflow (parent run per study, nested run per trial, winner registered "
+        "with alias 'champion')."),
+        epilog="Watch it: 'mnist-etc dashboard' (Optuna), 'mlflow ui --backend-store-uri "
+               "sqlite:///artifacts/mlflow.db --host 127.0.0.1' (MLflow), and the Prefect UI when "
+               "PREFECT_API_URL points at a Prefect server.")
+    p.add_argument("--space", type=Path, required=True, help="search space YAML, e.g. search_spaces/smoke.yaml")
+    p.add_argument("--trials", type=int, help="trials the study should hold when done (default: the YAML's)")
+    p.add_argument("--parallelism", type=int, help="trials run at a time (default: the YAML's)")
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--study", help="study name (default: the YAML's); letters, digits, '-', '_'")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite:///<artifacts>/mlflow.db)")
+    p.add_argument("--task-runner", choices=("threads", "processes"), default="threads",
+                   help="Prefect task runner for the trials (default: threads)")
+    p.add_argument("--no-prefect", action="store_true",
+                   help="run trials in a plain thread pool without Prefect (no Prefect server start-up)")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
+    p.set_defaults(func=cmd_sweep)
+
+    d = sub.add_parser("dashboard", help="optuna-dashboard on the sweep storage, with trial images",
+                       description=(
+        "Serve optuna-dashboard on 127.0.0.1 for the study storage, with the trials' images (autoencoder "
+        "and attack reconstructions) from the Optuna artifact store. Safe to keep open during a sweep: "
+        "SQLite storage runs in WAL mode, so the dashboard's reads never block the sweep's writes."))
+    d.add_argument("--storage", help=STORAGE_HELP)
+    d.add_argument("--study", help="print the URL of this study's page")
+    d.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default: 8080)")
+    d.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
+    d.set_defaults(func=cmd_dashboard)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mnist_etc.search_space import load_search_space
+    from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
+    from mnist_etc.sweep.orchestrator import preflight
+    from mnist_etc.sweep.storage import open_storage
+
+    # Everything a user can get wrong is checked here, before Prefect starts its server.
+    space = load_search_space(args.space).with_overrides(study=args.study, trials=args.trials,
+                                                         parallelism=args.parallelism)
+    options = SweepOptions.build(storage=args.storage, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri)
+    open_storage(options.storage_url)
+    preflight(space)
+    if args.no_prefect:
+        summary = run_sweep(space, options, LocalRunner(space.parallelism))
+        print_summary(summary.to_dict())
+        return 0
+    # This machine may be offline: the temporary Prefect server's telemetry would only log an error.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.sweep import sweep
+
+    result = sweep(space=str(args.space), trials=args.trials, parallelism=args.parallelism, storage=args.storage,
+                   study=args.study, mlflow_uri=args.mlflow_uri, task_runner=args.task_runner,
+                   artifacts=str(args.artifacts))
+    print_summary(result)
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["counts"].items() if n)
+    print(f"\nstudy {summary['study']}: {counts}; ran {summary['ran']} trial(s) in {summary['wall_seconds']:.1f} s")
+    if summary["best_accuracy"] is not None:
+        print(f"best accuracy {summary['best_accuracy']:.4f}; lowest leakage {summary['lowest_leakage']:.4f}")
+    w = summary.get("winner")
+    if w:
+        reg = w["mlflow"]
+        print(f"winner: trial {w['trial']} {w['values']} epsilon {w['epsilon']}; model {w['model_dir']}")
+        if reg.get("version"):
+            print(f"registered: MLflow model {reg['registered_model']} version {reg['version']} alias champion")
+    for name, path in summary["files"].items():
+        print(f"{name}: {path}")
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mnist_etc.errors import UserError
+    from mnist_etc.sweep import SweepOptions
+    from mnist_etc.sweep.storage import open_storage, sqlite_path
+
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port must be in 1..65535, got {args.port}.")
+    options = SweepOptions.build(storage=args.storage, artifacts=args.artifacts)
+    db = sqlite_path(options.storage_url)
+    if db is not None and not db.exists():  # opening it would create an empty one
+        raise UserError(f"no study storage at {options.storage_label} yet; run 'mnist-etc sweep' first or pass "
+                        f"--storage.")
+    storage = open_storage(options.storage_url)
+    url = f"http://127.0.0.1:{args.port}/dashboard/"
+    if args.study:
+        try:
+            url += f"studies/{storage.get_study_id_from_name(args.study)}"
+        except KeyError:
+            raise UserError(f"study {args.study!r} is not in {options.storage_label}; omit --study to list "
+                            f"all studies.") from None
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    options.optuna_artifacts.mkdir(parents=True, exist_ok=True)
+    print(f"optuna-dashboard for {options.storage_label} at {url} (Ctrl-C stops it)", flush=True)
+    try:
+        run_server(storage, host="127.0.0.1", port=args.port,
+                   artifact_store=FileSystemArtifactStore(str(options.optuna_artifacts)))
+    except OSError as exc:
+        raise UserError(f"cannot serve on 127.0.0.1:{args.port} ({exc.strerror or exc}); pass another --port.") \
+            from None
+    return 0

@@ -1,0 +1,61 @@
+"""Prefect task per Optuna trial, and the TrialRunner that submits a batch of them to a task runner.
+
+The task is a thin wrapper around `mnist_etc.sweep.trial.run_trial`: it trains, attacks and publishes
+`trial-<n>/`, and returns the outcome; the flow's orchestrator tells Optuna. No retries here: a trial
+that raises is told FAIL (training failures are deterministic), and trials killed with their worker
+are failed and retried by the orchestrator on its next start.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from mnist_etc.sweep.runner import TrialResult
+from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, run_trial
+
+TASK_RUNNERS = ("threads", "processes")
+
+
+# NO_CACHE: a re-run trial must really train (and its spec holds no secrets worth hashing anyway).
+@task(name="trial", task_run_name="{spec.study}-trial-{spec.number}", cache_policy=NO_CACHE,
+      persist_result=False, retries=0)
+def run_trial_task(spec: TrialSpec) -> TrialOutcome:
+    logger = get_run_logger()
+    logger.info("trial #%d of study %s: %s", spec.number, spec.study, spec.params)
+    outcome = run_trial(spec)
+    logger.info("trial #%d: values %s, epsilon %s, %.1f s", spec.number,
+                [round(v, 4) for v in outcome.values], outcome.user_attrs.get("epsilon"),
+                outcome.user_attrs.get("trial_seconds", 0.0))
+    return outcome
+
+
+def make_task_runner(kind: str, max_workers: int) -> TaskRunner[Any]:
+    """`threads` (default: trials share one TensorFlow and one copy of the data) or `processes` (each
+    worker process imports TensorFlow once; isolates trials from each other's crashes)."""
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=max_workers)
+    if kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=max_workers)
+    from mnist_etc.errors import UserError
+
+    raise UserError(f"task runner {kind!r} is not known; accepted: {', '.join(TASK_RUNNERS)}.")
+
+
+class PrefectTrialRunner:
+    """The TrialRunner of the `sweep` flow: one `trial` task run per spec on an entered task runner."""
+
+    def __init__(self, task_runner: TaskRunner[Any]):
+        self.task_runner = task_runner
+
+    def run_batch(self, specs: Sequence[TrialSpec]) -> list[TrialResult]:
+        futures = [self.task_runner.submit(run_trial_task, parameters={"spec": spec}) for spec in specs]
+        results: list[TrialResult] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # the task failed: its exception is the trial's result
+                results.append(exc)
+        return results
