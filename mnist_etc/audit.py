@@ -113,3 +113,21 @@ def previous_audit(audits_dir: Path, lineage: str) -> dict[str, Any] | None:
 def audit_dir_name(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
     return now.strftime("%Y-%m-%dT%H%M%SZ")
+
+
+def served_version_of(repository: Path, served: str, stored: StoredModel) -> int:
+    """The newest version of `served` in the Triton repository exported from this trained model.
+
+    A model is identified by its training record (creation time and config), which survives copies of
+    the model directory (an MLflow download of the champion is a copy of the sweep trial's directory).
+    """
+    from mnist_etc.triton.repository import export_record, versions
+
+    key = (stored.record.get("created"), stored.record.get("config"))
+    for version in reversed(versions(Path(repository), served)):
+        _, rec = export_record(Path(repository), served, version)
+        src = rec.get("source", {})
+        if (src.get("created"), src.get("config")) == key:
+            return version
+    raise UserError(f"no version of {served!r} in {str(repository)!r} was exported from {str(stored.path)!r}; "
+                    f"export the champion first ('mnist-etc export').")

@@ -17,6 +17,7 @@ VERB_MODULES = [
     "mnist_etc_cli.sweep",
     "mnist_etc_cli.serving",
     "mnist_etc_cli.benchmark",
+    "mnist_etc_cli.pipeline",
 ]
 
 

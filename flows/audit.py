@@ -1,0 +1,97 @@
+"""Prefect flow `privacy-audit`: audit the current champion where it is deployed (nightly at 02:00 UTC).
+
+    python -m flows.audit                        # or: mnist-etc audit; or the deployment privacy-audit/nightly
+    from flows.audit import privacy_audit; privacy_audit(leakage_bound=0.8)
+
+The champion is the MLflow model `models:/<name>@champion` (default: the registered model of the newest
+sweep's winner.json). Its served version is the newest Triton model version exported from it. The
+hill-climbing attack scores its candidates through Triton (an embedded server started for the audit, or
+`triton_url`), the in-process attack runs beside it for comparison, and a loss-threshold membership test
+runs through Triton too. The flow run ends Failed when leakage exceeds `leakage_bound` or grew by more
+than `growth_margin` since the previous audit of the same lineage, so Prefect automations can alert.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from mnist_etc.config import AttackConfig
+from mnist_etc.audit import AuditConfig, audit_dir_name, served_version_of
+from mnist_etc.errors import UserError
+from mnist_etc.export_source import newest_winner, resolve_source
+from mnist_etc.model_store import load_model
+from mnist_etc.triton.repository import validate_model_name
+from tasks.audit import attack_served_task, report_task
+
+
+class AuditFailed(RuntimeError):
+    """Leakage above the bound or grown beyond the margin: the flow run ends Failed."""
+
+
+def champion_uri(champion: str | None) -> str:
+    if champion:
+        return champion
+    winner = json.loads(newest_winner().read_text())
+    name = (winner.get("mlflow") or {}).get("registered_model")
+    if not name:
+        raise UserError(f"the newest sweep winner ({winner.get('study')}) is not registered in MLflow; pass "
+                        f"champion='models:/<name>@champion' or rerun the sweep.")
+    return f"models:/{name}@champion"
+
+
+def lineage_of(uri: str) -> str:
+    """`models:/mnist-etc-smoke@champion` -> `mnist-etc-smoke`: audits of one registered model compare."""
+    return uri.split(":/", 1)[-1].lstrip("/").split("@")[0].split("/")[0]
+
+
+@flow(name="privacy-audit", log_prints=True,
+      description="Attack the served champion (hill climbing through Triton, membership inference), compare "
+                  "with the last audit, fail on excess or growing leakage.")
+def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None = None,
+                  served_model: str = "mnist_etc", repository: str = "triton/model_repository",
+                  triton_url: str | None = None, victims: int = 4, n_iter: int = 128, n_samples: int = 128,
+                  n_best: int = 32, seed: int = 0, membership_samples: int = 500, leakage_bound: float = 0.9,
+                  growth_margin: float = 0.05, audits_dir: str = "artifacts/audits") -> dict[str, Any]:
+    logger = get_run_logger()
+    # Validated at the edge, before the server starts or a single query is sent.
+    cfg = AuditConfig(attack=AttackConfig(victims=victims, n_iter=n_iter, n_samples=n_samples, n_best=n_best,
+                                          seed=seed),
+                      membership_samples=membership_samples, leakage_bound=leakage_bound,
+                      growth_margin=growth_margin)
+    validate_model_name(served_model)
+    uri = champion_uri(champion)
+    source = resolve_source(mlflow_model=uri, tracking_uri=mlflow_tracking_uri)
+    stored = load_model(source.model_dir)
+    version = served_version_of(Path(repository), served_model, stored)
+    logger.info("champion %s -> %s, served as %s v%d", uri, source.model_dir, served_model, version)
+    if triton_url:
+        rec = attack_served_task(stored, triton_url, served_model, version, cfg)
+    else:
+        from mnist_etc.triton.server import ServerConfig, TritonServer
+
+        with TritonServer(ServerConfig(Path(repository), model_control_mode="explicit",
+                                       load_models=(served_model,))) as server:
+            rec = attack_served_task(stored, server.grpc_url, served_model, version, cfg)
+            rec["served"]["url"] = f"embedded Triton ({server.grpc_url}, stopped after the audit)"
+    rec["champion"] = uri
+    rec = report_task(rec, lineage_of(uri), cfg, audits_dir, audit_dir_name(), mlflow_tracking_uri)
+    v = rec["verdict"]
+    summary = {"passed": v["passed"], "leakage": v["leakage"], "growth": v["growth"], "report": rec["report_dir"],
+               "membership_auc": rec["membership"]["auc"], "epsilon": rec["privacy"]["epsilon"],
+               "triton_images_per_second": rec["served_attack"]["images_per_second"]}
+    print(f"privacy audit of {uri}: {'PASSED' if v['passed'] else 'FAILED'}; leakage {v['leakage']:.4f} "
+          f"(bound {leakage_bound}); report {rec['report_dir']}/report.md")
+    if not v["passed"]:
+        raise AuditFailed("; ".join(v["reasons"]))
+    return summary
+
+
+if __name__ == "__main__":
+    import sys
+
+    from mnist_etc_cli.main import main
+
+    sys.exit(main(["audit", *sys.argv[1:]]))

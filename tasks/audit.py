@@ -1,0 +1,70 @@
+"""Prefect tasks of the privacy audit: resolve the champion, attack the served endpoint, record, judge."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from mnist_etc.audit import AuditConfig, judge, previous_audit, run_audit
+from mnist_etc.audit_report import render_markdown, save_audit
+from mnist_etc.data import load_split
+from mnist_etc.model_store import StoredModel
+from mnist_etc.triton.client import ClassifierClient
+
+
+@task(name="attack-served-model", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
+def attack_served_task(stored: StoredModel, grpc_url: str, served: str, version: int,
+                       cfg: AuditConfig) -> dict[str, Any]:
+    logger = get_run_logger()
+    split = load_split(stored.data_config)
+    with ClassifierClient(grpc_url, served, version) as client:
+        logger.info("attacking %s v%d at %s with %d victims x %d samples x %d iterations", served, version,
+                    grpc_url, cfg.attack.victims, cfg.attack.n_samples, cfg.attack.n_iter)
+        rec = run_audit(stored, split, client.infer, cfg, progress=False)
+    rec["served"] = {"url": grpc_url, "model": served, "version": version}
+    logger.info("served attack: direct cosine %.4f (baseline %.4f), %.0f images/s through Triton",
+                rec["served_attack"]["summary"]["direct_cosine"], rec["served_attack"]["baseline"]["direct_cosine"],
+                rec["served_attack"]["images_per_second"])
+    return rec
+
+
+@task(name="judge-and-report", cache_policy=NO_CACHE, persist_result=False)
+def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir: str, out_name: str,
+                tracking_uri: str | None) -> dict[str, Any]:
+    rec["lineage"] = lineage
+    previous = previous_audit(Path(audits_dir), lineage)
+    rec["verdict"] = judge(rec, previous, cfg)
+    out = save_audit(rec, Path(audits_dir) / out_name)
+    rec["report_dir"] = str(out)
+    create_markdown_artifact(key="privacy-audit", markdown=render_markdown(rec, grid_name=str((out / "grid.png").resolve())),
+                             description=f"Privacy audit of {lineage}")
+    rec["mlflow_run_id"] = _log_to_mlflow(rec, out, tracking_uri)
+    return rec
+
+
+def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> str:
+    from mlflow.tracking import MlflowClient
+
+    from mnist_etc.export_source import default_tracking_uri
+
+    client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
+    exp = client.get_experiment_by_name("privacy-audit")
+    exp_id = exp.experiment_id if exp else client.create_experiment("privacy-audit")
+    run = client.create_run(exp_id, run_name=f"audit-{out.name}", tags={"lineage": rec["lineage"],
+                            "passed": str(rec["verdict"]["passed"])})
+    metrics = {f"served_{k}": v for k, v in rec["served_attack"]["summary"].items()}
+    metrics.update({f"in_process_{k}": v for k, v in rec.get("in_process_attack", {}).get("summary", {}).items()})
+    metrics.update(membership_auc=rec["membership"]["auc"], membership_advantage=rec["membership"]["advantage"],
+                   triton_images_per_second=rec["served_attack"]["images_per_second"])
+    eps = float(rec["privacy"]["epsilon"])
+    if eps != float("inf"):
+        metrics["epsilon"] = eps
+    for k, v in metrics.items():
+        client.log_metric(run.info.run_id, k, float(v))
+    for f in ("audit.json", "report.md", "grid.png"):
+        client.log_artifact(run.info.run_id, str(out / f))
+    client.set_terminated(run.info.run_id, "FINISHED" if rec["verdict"]["passed"] else "FAILED")
+    return run.info.run_id

@@ -1,0 +1,98 @@
+"""The day-to-day path, for real: a Prefect server, the process work pool, `prefect deploy --all` of the
+repository's prefect.yaml, a worker, and `prefect deployment run 'privacy-audit/nightly' --watch`.
+
+A tiny sweep (search_spaces/audit.yaml) and export into a temporary directory give the audit a champion
+registered in MLflow and served by the embedded Triton; every path is passed as a deployment parameter,
+so nothing lands in the repository's own artifacts/.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+spec = importlib.util.spec_from_file_location("local_stack", REPO / "deployments" / "local_stack.py")
+local_stack = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(local_stack)
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory):
+    """A registered champion and its Triton version, made by the real CLI."""
+    root = tmp_path_factory.mktemp("audit-world")
+    mlflow_uri = f"sqlite:///{root / 'mlflow.db'}"
+    done = run([str(BIN / "mnist-etc"), "sweep", "--space", "search_spaces/audit.yaml", "--no-prefect",
+                "--artifacts", str(root), "--mlflow-uri", mlflow_uri])
+    assert done.returncode == 0, done.stderr[-3000:]
+    winner = json.loads((root / "sweeps" / "audit" / "winner.json").read_text())
+    done = run([str(BIN / "mnist-etc"), "export", "--winner", str(root / "sweeps" / "audit" / "winner.json"),
+                "--repository", str(root / "repo"), "--mlflow-tracking-uri", mlflow_uri])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"root": root, "mlflow_uri": mlflow_uri, "uri": f"models:/{winner['mlflow']['registered_model']}@champion"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack_dir = tmp_path_factory.mktemp("stack")
+    state = local_stack.up(stack_dir, local_stack.free_port(), None)
+    env = dict(os.environ, PREFECT_API_URL=state["api_url"], PREFECT_HOME=state["prefect_home"])
+    yield {"dir": stack_dir, "state": state, "env": env}
+    pgids = local_stack.down(stack_dir)
+    assert pgids and not any(local_stack.alive(p) for p in pgids), "the stack left processes behind"
+
+
+def audit_params(champion: dict, **extra) -> str:
+    root = champion["root"]
+    return json.dumps({"champion": champion["uri"], "mlflow_tracking_uri": champion["mlflow_uri"],
+                       "repository": str(root / "repo"), "audits_dir": str(root / "audits"), "victims": 2,
+                       "n_iter": 8, "n_samples": 32, "n_best": 8, "membership_samples": 50, **extra})
+
+
+def test_all_deployments_exist_and_the_audit_is_scheduled_nightly(stack):
+    done = run([str(BIN / "prefect"), "deployment", "ls"], stack["env"])
+    assert done.returncode == 0, done.stderr
+    for name in ("sweep/default", "export/champion", "benchmark/smoke", "pipeline/demo", "privacy-audit/nightly"):
+        assert name in done.stdout, done.stdout
+    done = run([str(BIN / "prefect"), "deployment", "inspect", "privacy-audit/nightly", "--output", "json"],
+               stack["env"])
+    assert done.returncode == 0, done.stderr
+    deployment = json.loads(done.stdout)
+    schedules = [s["schedule"] for s in deployment["schedules"]]
+    assert {"cron": "0 2 * * *", "timezone": "UTC"}.items() <= schedules[0].items(), schedules
+    assert deployment["work_pool_name"] == "mnist-etc"
+    assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
+
+
+def test_nightly_audit_runs_through_the_worker(stack, champion):
+    done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
+                "--params", audit_params(champion)], stack["env"], timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Completed" in done.stdout
+    reports = sorted((champion["root"] / "audits").glob("*/audit.json"))
+    assert reports, "the audit wrote no report"
+    rec = json.loads(reports[-1].read_text())
+    assert rec["verdict"]["passed"] and rec["lineage"] == "mnist-etc-audit"
+    assert rec["served_attack"]["queries"] == 2 * 32 * 8
+    assert "127.0.0.1" in rec["served"]["url"]
+
+
+def test_failing_audit_ends_the_flow_run_failed(stack, champion):
+    done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
+                "--params", audit_params(champion, leakage_bound=0.01)], stack["env"], timeout=900)
+    assert done.returncode != 0
+    assert "Failed" in done.stdout + done.stderr
+    rec = json.loads(sorted((champion["root"] / "audits").glob("*/audit.json"))[-1].read_text())
+    assert not rec["verdict"]["passed"] and "exceeds the bound 0.0100" in rec["verdict"]["reasons"][0]
