@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-libs demo test test-fast clean-venv
+.PHONY: setup system-libs demo demo-core test test-fast stack-up stack-down clean-venv
 
 setup: $(STAMP) system-libs
 
@@ -20,8 +20,20 @@ $(STAMP): pyproject.toml constraints.txt
 system-libs:
 	@bash deployments/install_system_libs.sh
 
+# The main job: sweep -> export the champion -> serve on Triton -> benchmark -> privacy audit -> summary.
 demo: setup
+	$(VENV)/bin/mnist-etc pipeline
+
+# The core comparison only: a plain and a DP-SGD model, both attacked.
+demo-core: setup
 	$(VENV)/bin/mnist-etc demo
+
+# Local Prefect server + process work pool + `prefect deploy --all` + worker, all on 127.0.0.1.
+stack-up: setup
+	$(PY) deployments/local_stack.py up
+
+stack-down:
+	$(PY) deployments/local_stack.py down
 
 test: setup
 	$(PY) -m pytest

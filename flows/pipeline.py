@@ -72,7 +72,8 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
                           repository=repository, run=f"pipeline-{run}", artifacts=artifacts)
         seconds["benchmark"] = time.perf_counter() - t
         t = time.perf_counter()
-        audit_state = privacy_audit(champion=champion, served_model=served_model, repository=repository,
+        audit_state = privacy_audit(champion=champion, mlflow_tracking_uri=(winner.get("mlflow") or {}).get("tracking_uri"),
+                                    served_model=served_model, repository=repository,
                                     triton_url=server.grpc_url, victims=audit_victims, n_iter=audit_n_iter,
                                     leakage_bound=leakage_bound, growth_margin=growth_margin,
                                     audits_dir=str(Path(artifacts) / "audits"), return_state=True)
