@@ -29,7 +29,7 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
         "| --- | --- | --- |",
         f"| sweep `{sweep['study']}` | {sweep['counts'].get('COMPLETE', 0)} trials complete; best accuracy "
         f"{_num(sweep['best_accuracy'])}, lowest leakage {_num(sweep['lowest_leakage'])} | {seconds['sweep']:.0f} |",
-        f"| champion | trial {w.get('trial', '-')}: {w.get('reason', 'no winner')} (epsilon "
+        f"| champion | {w.get('reason', 'no winner')} (epsilon "
         f"{_num(w.get('epsilon'), '.3g')}) | |",
         f"| export | `{export['model']}` v{export['version']}, parity max abs diff {export['max_abs_diff']:.1e}, "
         f"test accuracy {_num(export['tf_test_accuracy'])} | {seconds['export']:.0f} |",
