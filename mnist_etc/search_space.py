@@ -23,9 +23,8 @@ import yaml
 
 from mnist_etc.config import AttackConfig, DataConfig, TrainConfig, from_dict, to_dict
 from mnist_etc.errors import UserError
+from mnist_etc.names import validate_name
 
-# Study names become directory names, MLflow model names and Prefect artifact keys: keep them plain.
-STUDY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PARAM_TYPES = ("int", "float", "categorical")
 ACCURACY_METRICS = ("test_accuracy", "val_accuracy")
 # Each is higher when the attack reconstructs better (more leakage), so it is always minimised.
@@ -57,10 +56,7 @@ def _is_number(v: Any) -> bool:
 
 
 def validate_study_name(name: Any, where: str = "study") -> str:
-    if not isinstance(name, str) or not STUDY_NAME_RE.fullmatch(name):
-        raise UserError(f"{where} name {name!r} is not accepted; use 1 to 64 letters, digits, '-' or '_', "
-                        f"starting with a letter or digit.")
-    return name
+    return validate_name(name, where)
 
 
 @dataclass(frozen=True)

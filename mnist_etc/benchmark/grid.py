@@ -43,6 +43,7 @@ import yaml
 from mnist_etc.benchmark.axes import GRID_AXES, SubGrid, axis_values, is_int, is_number, parse_int_list
 from mnist_etc.benchmark.reconfigure import effective
 from mnist_etc.errors import UserError
+from mnist_etc.names import validate_name
 from mnist_etc.triton.model_config import TritonModelConfig
 from mnist_etc.triton.repository import (DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name,
                                          validate_version)
@@ -53,17 +54,13 @@ BASELINES = ("current", "defaults")
 TOP_LEVEL_KEYS = ("name", "description", "model", "version", "repository", "grid", "fixed", "concurrency",
                   "request_batch_size", "protocol", "measurement", "p99_budget_ms", "objective", "baseline",
                   "strategy", "ceiling_seconds", "startup_timeout_s")
-# Run names become directory names, MLflow run names and Triton config names: keep them plain.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # perf_analyzer judges stability over its last 3 windows: fewer trials can never be stable.
 MIN_TRIALS = 3
 
 
 def validate_run_name(name: Any, what: str = "run") -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise UserError(f"{what} name {name!r} is not accepted; use 1-64 letters, digits, '-' or '_', starting with "
-                        f"a letter or digit.")
-    return name
+    """Run names become directory names, MLflow run names and Triton config names."""
+    return validate_name(name, what)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ into a hidden staging directory, then renamed) or not at all; Triton ignores non
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic, write_text_atomic
 from mnist_etc.errors import UserError
+from mnist_etc.names import validate_name
 from mnist_etc.triton.model_config import (BACKENDS, ONNXRUNTIME, PYTHON, TritonModelConfig, parse_pbtxt,
                                            to_pbtxt)
 
@@ -30,16 +30,8 @@ DEFAULT_REPOSITORY = Path("triton/model_repository")
 DEFAULT_MODEL_NAME = "mnist_etc"
 ONNX_SUFFIX = "_onnx"
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
-# Letters, digits, '_' and '-', starting with a letter or digit: no '/', '..', or hidden names, so a model
-# name can never step out of the repository, and it is a valid Triton model name and URL path segment.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-
-
 def validate_model_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise UserError(f"model name {name!r} is not accepted; use 1-64 letters, digits, '_' or '-', starting "
-                        f"with a letter or digit (no '/', '.' or spaces).")
-    return name
+    return validate_name(name, "model")
 
 
 def validate_version(version: Any) -> int:
