@@ -15,12 +15,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from mnist_etc.ports import free_ports, port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / "artifacts" / "prefect"
@@ -43,20 +44,8 @@ def stack_env(stack_dir: Path, port: int, database_url: str | None = None) -> di
     return env
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return free_ports(1, HOST)[0]
 
 
 def wait_healthy(api_url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -97,7 +86,7 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
     if state_file.exists() and any(alive(p) for p in json.loads(state_file.read_text())["pgids"]):
         raise SystemExit(f"a stack is already running ({state_file}); run 'down' first.")
     port = port or 4200
-    if not port_free(port):
+    if not port_is_free(port, HOST):
         raise SystemExit(f"port {port} on {HOST} is taken; pass --port with a free port (for example "
                          f"{free_port()}).")
     env = stack_env(stack_dir, port, database_url)

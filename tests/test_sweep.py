@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mnist_etc.errors import UserError
+from mnist_etc.ports import free_ports
 from mnist_etc.search_space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -393,12 +393,6 @@ def test_an_open_reader_does_not_block_the_sweeps_writes(tmp_path):
         writer.commit()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_dashboard_reads_while_a_sweep_writes(tmp_path):
     from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
@@ -407,7 +401,7 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
     root = tmp_path / "artifacts"
     options = SweepOptions.build(artifacts=root)
     open_storage(options.storage_url)  # the file exists before the dashboard starts
-    port = free_port()
+    port = free_ports(1)[0]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     dash = subprocess.Popen([sys.executable, "-m", "mnist_etc_cli.main", "dashboard", "--artifacts", str(root),
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -15,7 +15,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_etc.errors import UserError
+from mnist_etc.ports import free_ports, port_is_free
 from mnist_etc.triton.repository import DEFAULT_REPOSITORY, list_models, validate_model_name
 from mnist_etc.triton.runtime_env import prepare_backend_dir, tritonserver_binary, tritonserver_env
 
@@ -69,30 +69,6 @@ class ServerConfig:
             raise UserError("choosing models to load needs model control mode 'explicit' (mode 'none' loads all).")
         if not self.startup_timeout > 0:
             raise UserError(f"start-up timeout must be > 0 seconds, got {self.startup_timeout!r}.")
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """No one listens on host:port. SO_REUSEADDR, as the servers use it: connections of a server stopped a
-    moment ago (TIME_WAIT) do not count, a listening socket does."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(n: int, host: str = HOST) -> list[int]:
-    """n distinct ports free right now (the OS may hand them out again later; start-up retries then)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class TritonServer:
