@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from mnist_etc.config import AttackConfig
-from mnist_etc.audit import AuditConfig, audit_dir_name, served_version_of
+from mnist_etc.audit import AuditConfig, audit_dir_name, audit_summary, served_version_of
 from mnist_etc.errors import UserError
 from mnist_etc.export_source import newest_winner, resolve_source
 from mnist_etc.model_store import load_model
@@ -79,9 +79,7 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
     rec["champion"] = uri
     rec = report_task(rec, lineage_of(uri), cfg, audits_dir, audit_dir_name(), mlflow_tracking_uri)
     v = rec["verdict"]
-    summary = {"passed": v["passed"], "leakage": v["leakage"], "growth": v["growth"], "report": rec["report_dir"],
-               "membership_auc": rec["membership"]["auc"], "epsilon": rec["privacy"]["epsilon"],
-               "triton_images_per_second": rec["served_attack"]["images_per_second"]}
+    summary = audit_summary(rec)
     print(f"privacy audit of {uri}: {'PASSED' if v['passed'] else 'FAILED'}; leakage {v['leakage']:.4f} "
           f"(bound {leakage_bound}); report {rec['report_dir']}/report.md")
     if not v["passed"]:

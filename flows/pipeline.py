@@ -81,13 +81,14 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
     audit = audit_state.result(raise_on_failure=False)
     audit_failed = isinstance(audit, BaseException)
     if audit_failed:
-        from mnist_etc.audit import previous_audit
+        from mnist_etc.audit import audit_summary, previous_audit
 
+        # A failed audit has still written its record (the newest of its lineage): summarise that one.
         rec = previous_audit(Path(artifacts) / "audits", lineage_of(champion)) if champion else None
-        audit = {"passed": False, "leakage": rec["verdict"]["leakage"] if rec else None,
-                 "membership_auc": rec["membership"]["auc"] if rec else None,
-                 "triton_images_per_second": rec["served_attack"]["images_per_second"] if rec else 0.0,
-                 "report": rec.get("report_dir") if rec else None, "error": str(audit)}
+        error = str(audit)
+        audit = audit_summary(rec) if rec else {"passed": False, "leakage": None, "membership_auc": None,
+                                                "triton_images_per_second": 0.0, "report": None}
+        audit["error"] = error
     markdown = render_summary(run, swept, exported, served, bench, audit, seconds)
     audit_grid = str(Path(audit["report"]) / "grid.png") if audit.get("report") else None
     out = save_pipeline_summary(Path(artifacts) / PIPELINE_DIR.name / run, markdown,

@@ -97,6 +97,15 @@ def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditCon
             "previous": previous.get("created") if previous else None}
 
 
+
+def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """The few figures a caller (the flow's return value, the pipeline's summary) needs from an audit record."""
+    v = rec["verdict"]
+    return {"passed": v["passed"], "leakage": v["leakage"], "growth": v["growth"], "report": rec["report_dir"],
+            "membership_auc": rec["membership"]["auc"], "epsilon": rec["privacy"]["epsilon"],
+            "triton_images_per_second": rec["served_attack"]["images_per_second"]}
+
+
 def previous_audit(audits_dir: Path, lineage: str) -> dict[str, Any] | None:
     """The newest earlier audit record of the same model lineage (registered model name or path)."""
     found = []

@@ -37,8 +37,10 @@ def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir:
     rec["lineage"] = lineage
     previous = previous_audit(Path(audits_dir), lineage)
     rec["verdict"] = judge(rec, previous, cfg)
+    # Recorded in audit.json too, so a caller that only finds the record (the pipeline, after a failed
+    # audit) still knows where the report and images are.
+    rec["report_dir"] = str(Path(audits_dir) / out_name)
     out = save_audit(rec, Path(audits_dir) / out_name)
-    rec["report_dir"] = str(out)
     create_markdown_artifact(key="privacy-audit", markdown=render_markdown(rec, grid_name=str((out / "grid.png").resolve())),
                              description=f"Privacy audit of {lineage}")
     rec["mlflow_run_id"] = _log_to_mlflow(rec, out, tracking_uri)
