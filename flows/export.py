@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from mnist_etc.errors import UserError
 from mnist_etc.triton.model_config import BACKENDS, TritonModelConfig
 from mnist_etc.triton.repository import validate_model_name
 from tasks.serving import export_task, log_to_mlflow_task, resolve_source_task
@@ -28,8 +29,6 @@ def export(model_dir: str | None = None, winner: str | None = None, mlflow_model
     validate_model_name(name)
     chosen = tuple(backends or BACKENDS)
     if not chosen or set(chosen) - set(BACKENDS):
-        from mnist_etc.errors import UserError
-
         raise UserError(f"backends must be python and/or onnxruntime, got {backends!r}.")
     source = resolve_source_task(model_dir, winner, mlflow_model, mlflow_tracking_uri)
     result, summary = export_task(source, repository, name, cfg, chosen, opset)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from mnist_etc.config import AttackConfig
 from mnist_etc.data import DataSplit
+from mnist_etc.errors import UserError
 from mnist_etc.metrics import leakage_scores, summarise
 from mnist_etc.models import Networks
 from mnist_etc.tf_quiet import tf
@@ -115,8 +116,6 @@ def code_prior(nets: Networks, x_train: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def choose_victims(split: DataSplit, n: int, seed: int) -> np.ndarray:
     if n > len(split.y_test):
-        from mnist_etc.errors import UserError
-
         raise UserError(f"victims must not exceed the {len(split.y_test)} test images, got {n}.")
     return np.sort(np.random.default_rng(seed).choice(len(split.y_test), size=n, replace=False))
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from mnist_etc.config import TrainConfig
 from mnist_etc.data import DataSplit
+from mnist_etc.errors import UserError
 from mnist_etc.images import save_digit
 from mnist_etc.models import Networks
 from mnist_etc.privacy import PrivacyReport, privacy_report
@@ -151,8 +152,6 @@ def evaluate(nets: Networks, split: DataSplit) -> dict[str, float]:
 def train(cfg: TrainConfig, split: DataSplit, examples_dir: Path | None = None, progress: bool = True,
           hook: EpochHook | None = None) -> TrainResult:
     if cfg.batch_size > split.n_train:
-        from mnist_etc.errors import UserError
-
         raise UserError(f"batch_size must not exceed the {split.n_train} training examples, got {cfg.batch_size}.")
     tf.keras.utils.set_random_seed(cfg.seed)
     nets = Networks.build(cfg.hid_dim)

@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from mnist_etc.errors import UserError
 from mnist_etc.sweep.runner import TrialResult
 from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, run_trial
 
@@ -39,8 +40,6 @@ def make_task_runner(kind: str, max_workers: int) -> TaskRunner[Any]:
         return ThreadPoolTaskRunner(max_workers=max_workers)
     if kind == "processes":
         return ProcessPoolTaskRunner(max_workers=max_workers)
-    from mnist_etc.errors import UserError
-
     raise UserError(f"task runner {kind!r} is not known; accepted: {', '.join(TASK_RUNNERS)}.")
 
 
