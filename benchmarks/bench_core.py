@@ -11,7 +11,7 @@ import os
 import platform
 import statistics
 
-from mnist_etc.attack import attack_model
+from mnist_etc.privacy.attacks.hill_climb import attack_model
 from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
 from mnist_etc.data import load_split
 from mnist_etc.training import train

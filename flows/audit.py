@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from mnist_etc.config import AttackConfig
-from mnist_etc.audit import AuditConfig, audit_dir_name, audit_summary, served_version_of
+from mnist_etc.privacy.audit import AuditConfig, audit_dir_name, audit_summary, served_version_of
 from mnist_etc.errors import UserError
 from mnist_etc.export_source import newest_winner, resolve_source
 from mnist_etc.model_store import load_model

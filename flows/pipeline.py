@@ -81,7 +81,7 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
     audit = audit_state.result(raise_on_failure=False)
     audit_failed = isinstance(audit, BaseException)
     if audit_failed:
-        from mnist_etc.audit import audit_summary, previous_audit
+        from mnist_etc.privacy.audit import audit_summary, previous_audit
 
         # A failed audit has still written its record (the newest of its lineage): summarise that one.
         rec = previous_audit(Path(artifacts) / "audits", lineage_of(champion)) if champion else None

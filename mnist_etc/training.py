@@ -24,7 +24,7 @@ from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.images import save_digit
 from mnist_etc.models import Networks
-from mnist_etc.privacy import PrivacyReport, privacy_report
+from mnist_etc.privacy.accounting import PrivacyReport, privacy_report
 from mnist_etc.tf_quiet import tf
 
 # Called after every epoch with (stage, epoch index from 0, metrics): the sweep logs these to MLflow.

@@ -81,8 +81,8 @@ def print_model_summary(out: Path, metrics: dict[str, float], statement: str) ->
 
 def cmd_attack(args: argparse.Namespace) -> int:
     cfg = config_from_args(AttackConfig, args)
-    from mnist_etc.attack import attack_model
-    from mnist_etc.attack_report import save_attack
+    from mnist_etc.privacy.attacks.hill_climb import attack_model
+    from mnist_etc.privacy.attack_report import save_attack
     from mnist_etc.data import load_split
     from mnist_etc.model_store import load_model
 
@@ -104,8 +104,8 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mnist_etc.attack import attack_model
-    from mnist_etc.attack_report import save_attack
+    from mnist_etc.privacy.attacks.hill_climb import attack_model
+    from mnist_etc.privacy.attack_report import save_attack
     from mnist_etc.data import load_split
     from mnist_etc.model_store import default_model_name, train_and_save
 

@@ -8,8 +8,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mnist_etc.audit import AuditConfig, judge, previous_audit, run_audit
-from mnist_etc.audit_report import render_markdown, save_audit
+from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
+from mnist_etc.privacy.audit_report import render_markdown, save_audit
 from mnist_etc.data import load_split
 from mnist_etc.model_store import StoredModel
 from mnist_etc.triton.client import ClassifierClient

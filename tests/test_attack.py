@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from mnist_etc.attack import attack_model, code_prior, hill_climb, in_process_decoder, in_process_scorer
-from mnist_etc.attack_report import save_attack
+from mnist_etc.privacy.attacks.hill_climb import attack_model, code_prior, hill_climb, in_process_decoder, in_process_scorer
+from mnist_etc.privacy.attack_report import save_attack
 from mnist_etc.config import AttackConfig
 from mnist_etc.errors import UserError
-from mnist_etc.metrics import cosine_rows, leakage_scores
+from mnist_etc.privacy.metrics import cosine_rows, leakage_scores
 
 SMALL = AttackConfig(victims=6, n_iter=120, n_samples=128, n_best=32, lr=0.2)
 

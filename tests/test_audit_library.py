@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from mnist_etc.attack import in_process_scorer
-from mnist_etc.audit import AuditConfig, judge, previous_audit, run_audit
-from mnist_etc.audit_report import save_audit
+from mnist_etc.privacy.attacks.hill_climb import in_process_scorer
+from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
+from mnist_etc.privacy.audit_report import save_audit
 from mnist_etc.config import AttackConfig
 from mnist_etc.errors import UserError
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mnist_etc.attack import in_process_scorer
-from mnist_etc.membership import loss_threshold_attack, max_advantage, roc_auc
+from mnist_etc.privacy.attacks.hill_climb import in_process_scorer
+from mnist_etc.privacy.membership import loss_threshold_attack, max_advantage, roc_auc
 
 
 def test_auc_and_advantage_against_known_cases():

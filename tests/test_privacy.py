@@ -5,7 +5,7 @@ import pytest
 from dp_accounting import pld
 
 from mnist_etc.config import TrainConfig
-from mnist_etc.privacy import privacy_report, steps_per_epoch
+from mnist_etc.privacy.accounting import privacy_report, steps_per_epoch
 
 
 def test_non_private_stages_give_infinite_epsilon():

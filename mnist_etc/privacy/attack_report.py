@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic
-from mnist_etc.attack import AttackResult
+from mnist_etc.privacy.attacks.hill_climb import AttackResult
 from mnist_etc.config import to_dict
 from mnist_etc.images import save_pair_grid
 

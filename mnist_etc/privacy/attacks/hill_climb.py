@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from mnist_etc.config import AttackConfig
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
-from mnist_etc.metrics import leakage_scores, summarise
+from mnist_etc.privacy.metrics import leakage_scores, summarise
 from mnist_etc.models import Networks
 from mnist_etc.tf_quiet import tf
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_etc.attack import Score, attack_model
+from mnist_etc.privacy.attacks.hill_climb import Score, attack_model
 from mnist_etc.config import AttackConfig, to_dict
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
-from mnist_etc.membership import loss_threshold_attack
+from mnist_etc.privacy.membership import loss_threshold_attack
 from mnist_etc.model_store import StoredModel
 
 
