@@ -13,6 +13,7 @@ from typing import Any
 from mnist_etc.errors import UserError
 
 HID_DIM_RANGE = (2, 256)
+ESTIMATES = ("elite-mean", "best")
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -110,18 +111,37 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Bayesian hill climbing (Galbally et al. 2010) in the autoencoder's code space."""
+    """A reconstruction attack (Bayesian hill climbing, Galbally et al. 2010) from the target's scores."""
 
-    victims: int = _help("number of test images to reconstruct", default=8)
-    n_iter: int = _help("maximum iterations", default=1024)
+    attack: str = _help("attack from the registry: 'public-prior' (an outsider with its own decoder and prior "
+                        "fitted on public digits) or 'own-decoder' (an insider with the target's decoder)",
+                        default="public-prior")
+    public_data: str = _help("the attacker's public digits: 'held-out' (validation + half the test split, "
+                             "never trained on) or a path to an .npz of digits disjoint from training",
+                             default="held-out")
+    victims: int = _help("victims per group: this many training members and as many held-out non-members",
+                         default=8)
+    estimate: str = _help("the reconstruction reported: 'elite-mean' (mean image of the last iteration's n_best "
+                          "candidates, a posterior-mean estimate) or 'best' (the single best-scoring candidate)",
+                          default="elite-mean")
+    n_iter: int = _help("maximum iterations (a longer search collapses onto one candidate; see README)",
+                        default=8)
     n_samples: int = _help("codes sampled per iteration and victim", default=256)
     n_best: int = _help("best samples kept to move the search distribution", default=64)
     lr: float = _help("step of mean and variance towards the best samples, in (0, 1]", default=0.2)
-    eps: float = _help("stop a victim when the mean variance of its search distribution falls below this",
+    eps: float = _help("stop a victim when the largest variance of its search distribution falls below this",
                        default=1e-5)
     seed: int = _help("seed of victim choice and sampling", default=0)
 
     def __post_init__(self) -> None:
+        from mnist_etc.privacy.attacks import names as attack_names
+
+        if self.attack not in attack_names():
+            raise UserError(f"attack must be one of {', '.join(attack_names())}, got {self.attack!r}.")
+        if not isinstance(self.public_data, str) or not self.public_data:
+            raise UserError(f"public_data must be 'held-out' or a path to an .npz of digits, got {self.public_data!r}.")
+        if self.estimate not in ESTIMATES:
+            raise UserError(f"estimate must be one of {', '.join(ESTIMATES)}, got {self.estimate!r}.")
         _int_at_least("victims", self.victims, 1)
         _int_at_least("n_iter", self.n_iter, 1)
         _int_at_least("n_samples", self.n_samples, 2)

@@ -30,10 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = sub.add_parser("attack", help="reconstruct test images from a trained model's scores by Bayesian "
                                       "hill climbing", description=(
-        "Bayesian hill climbing (Galbally et al. 2010): knowing the decoder and a Gaussian prior of codes, "
-        "and seeing only the classifier's scores for each victim, search the code space for an image "
-        "whose scores match. Reports direct (pixel) cosine similarity, perceptual cosines, SSIM, PSNR "
-        "and MSE against a random-code baseline; writes attack.json and grid.png."))
+        "Bayesian hill climbing (Galbally et al. 2010) from the classifier's scores alone. 'public-prior' "
+        "(default) is an outsider with its own autoencoder fitted on public digits; 'own-decoder' is an "
+        "insider with the target's decoder. Victims are training members and held-out non-members. The "
+        "headline is the excess cosine over the label-only baseline (the public class-mean image of the "
+        "predicted class) with a bootstrap 95% interval; writes attack.json and grid.png."))
     a.add_argument("--model", type=Path, required=True, help="a model directory written by 'mnist-etc train'")
     add_config_options(a, AttackConfig, title="attack")
     a.add_argument("--out", type=Path, help="output directory (default artifacts/attacks/<model name>)")
@@ -43,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="train a plain and a private model, attack both, print a comparison",
                        description="Train a non-private model and a DP-SGD model on the embedded digits, "
                                    "attack both with the same settings and print a comparison table.")
-    d.add_argument("--victims", type=int, default=8, help="victims per attack (default 8)")
-    d.add_argument("--n-iter", type=int, default=256, help="hill-climbing iterations (default 256)")
+    d.add_argument("--victims", type=int, default=25, help="victims per group, members and non-members (default 25)")
+    d.add_argument("--n-iter", type=int, default=AttackConfig.n_iter, help=f"hill-climbing iterations (default {AttackConfig.n_iter})")
     d.add_argument("--noise-multiplier", type=float, default=1.0,
                    help="noise multiplier of the private model's two stages (default 1.0)")
     d.set_defaults(func=cmd_demo)
@@ -81,18 +82,22 @@ def print_model_summary(out: Path, metrics: dict[str, float], statement: str) ->
 
 def cmd_attack(args: argparse.Namespace) -> int:
     cfg = config_from_args(AttackConfig, args)
-    from mnist_etc.privacy.attacks.hill_climb import attack_model
-    from mnist_etc.privacy.attack_report import save_attack
     from mnist_etc.data import load_split
     from mnist_etc.model_store import load_model
+    from mnist_etc.privacy.attack_report import headline_lines, save_attack
+    from mnist_etc.privacy.attacks.runner import attack_model, check_attack_inputs
+    from mnist_etc.privacy.metrics import LEAKAGE_METRICS
 
     stored = load_model(args.model)
     split = load_split(stored.data_config)
+    check_attack_inputs(split, cfg)
     result = attack_model(stored.networks, split, cfg, progress=not args.quiet)
-    out = save_attack(result, args.out or ATTACKS_DIR / stored.path.name, stored.path)
-    print(format_table(["score", "attack", "random-code baseline"],
-                       [[k, f"{result.summary[k]:.4f}", f"{result.baseline[k]:.4f}"] for k in result.summary]))
-    print(f"{len(result.victim_indices)} victims, {result.queries} queries, {result.seconds:.1f} s "
+    out = save_attack(result, args.out or ATTACKS_DIR / stored.path.name / cfg.attack, stored.path)
+    print(f"attack {result.attack}: {result.threat_model}")
+    print(format_table(["score", "attack", "label-only baseline"],
+                       [[k, f"{result.summary[k]:.4f}", f"{result.baseline[k]:.4f}"] for k in LEAKAGE_METRICS]))
+    print("\n".join(headline_lines(result.summary)))
+    print(f"{len(result.victims.labels)} victims, {result.queries} queries, {result.seconds:.1f} s "
           f"({result.victims_per_second:.3f} victims/s); wrote {out}/attack.json and {out}/grid.png")
     return 0
 
@@ -104,9 +109,9 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mnist_etc.privacy.attacks.hill_climb import attack_model
-    from mnist_etc.privacy.attack_report import save_attack
     from mnist_etc.data import load_split
+    from mnist_etc.privacy.attack_report import save_attack
+    from mnist_etc.privacy.attacks.runner import attack_model
     from mnist_etc.model_store import default_model_name, train_and_save
 
     split = load_split(DataConfig())
@@ -118,14 +123,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"== {label} model: {cfg}")
         result, path = train_and_save(cfg, split, MODELS_DIR / default_model_name(cfg))
         att = attack_model(result.networks, split, attack_cfg)
-        save_attack(att, ATTACKS_DIR / path.name, path)
+        save_attack(att, ATTACKS_DIR / path.name / attack_cfg.attack, path)
         eps = result.privacy.epsilon
+        s = att.summary
         rows.append([label, f"{result.metrics['test_accuracy']:.4f}", "inf" if math.isinf(eps) else f"{eps:.2f}",
-                     f"{att.summary['direct_cosine']:.4f}", f"{att.baseline['direct_cosine']:.4f}",
-                     f"{att.summary['ssim']:.3f}", f"{att.summary['class_match']:.2f}", str(path)])
+                     f"{s['excess_cosine']:+.4f} [{s['excess_cosine_low']:+.3f}, {s['excess_cosine_high']:+.3f}]",
+                     f"{s['member_gap']:+.4f}", f"{s['direct_cosine']:.4f}", f"{s['label_baseline_cosine']:.4f}",
+                     f"{s['identification_rate']:.2f}", str(path)])
     print()
-    print(format_table(["model", "test acc", "epsilon", "leakage (cos)", "baseline cos", "SSIM",
-                        "class match", "artifacts"], rows))
-    print("\nleakage = cosine similarity of the hill-climbing reconstruction to the victim image; the baseline "
-          "decodes random codes from the same prior.\nReconstruction grids: artifacts/attacks/<model>/grid.png")
+    print(format_table(["model", "test acc", "epsilon", "excess leakage [95%]", "member gap", "cosine",
+                        "label-only cos", "identified", "artifacts"], rows))
+    print("\nexcess leakage = cosine of the public-prior attack's reconstruction to the victim minus that of the "
+          "public class-mean image of the predicted class (what the label alone gives away); member gap = "
+          "members minus non-members.\nReconstruction grids: artifacts/attacks/<model>/public-prior/grid.png")
     return 0

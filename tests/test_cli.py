@@ -51,12 +51,26 @@ def test_attack_on_mismatched_weights_is_refused(tiny_model_dir, tmp_path, capsy
 
 def test_attack_writes_report(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "attack"
-    assert main(["attack", "--model", str(tiny_model_dir), "--victims", "3", "--n-iter", "20",
+    assert main(["attack", "--model", str(tiny_model_dir), "--victims", "3", "--n-iter", "4",
                  "--n-samples", "32", "--n-best", "8", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "direct_cosine" in printed and "random-code baseline" in printed
+    assert "direct_cosine" in printed and "label-only baseline" in printed and "excess over label-only" in printed
     record = json.loads((out / "attack.json").read_text())
     assert record["config"]["victims"] == 3 and record["model"] == str(tiny_model_dir)
+    assert record["attack"] == "public-prior"
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["--attack", "magic"], "attack must be one of public-prior, own-decoder, got 'magic'."),
+    (["--victims", "0"], "victims must be an integer >= 1, got 0."),
+    (["--public-data", "/nonexistent.npz"], "is neither 'held-out' nor an existing .npz file"),
+])
+def test_bad_attack_options_get_one_sentence_and_no_artifact(tiny_model_dir, tmp_path, capsys, argv, sentence):
+    out = tmp_path / "attack"
+    assert main(["attack", "--model", str(tiny_model_dir), *argv, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert sentence in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_help_is_quick_and_lists_verbs():

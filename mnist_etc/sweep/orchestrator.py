@@ -82,12 +82,15 @@ class SweepSummary:
 
 
 def preflight(space: SearchSpace) -> None:
-    """Checks that need the data (source readable, enough test images and training examples)."""
+    """Checks that need the data (source readable, enough victims of both groups, public digits disjoint
+    from training, enough training examples, a delta below 1/n)."""
+    from mnist_etc.privacy.attacks.runner import check_attack_inputs
+
     split = cached_split(space.data)
-    n_test = len(split.y_test)
-    if space.attack.victims > n_test:
-        raise UserError(f"{space.source}: attack.victims {space.attack.victims} exceeds the {n_test} test "
-                        f"images of the data; lower victims or use more data.")
+    try:
+        check_attack_inputs(split, space.attack)
+    except UserError as exc:
+        raise UserError(f"{space.source}: attack: {exc}") from None
     searched = [v for p in space.params if p.name == "batch_size" for v in p.extremes()]
     batch_sizes = searched or [space.fixed.get("batch_size", TrainConfig().batch_size)]
     if max(batch_sizes) > split.n_train:

@@ -14,8 +14,10 @@ from mnist_etc.atomic import write_text_atomic
 from mnist_etc.sweep.winner import Candidate, Choice, pareto_front
 
 # User attributes copied to the CSV, in this order, after number/state/objectives/epsilon/params.
-CSV_ATTRS = ("val_accuracy", "test_accuracy", "direct_cosine", "perceptual_cosine_1", "perceptual_cosine_2",
-             "ssim", "psnr", "class_match", "baseline_direct_cosine", "test_reconstruction_mse",
+CSV_ATTRS = ("val_accuracy", "test_accuracy", "epsilon_rdp", "excess_cosine", "excess_cosine_low",
+             "excess_cosine_high", "member_excess_cosine", "nonmember_excess_cosine", "member_gap",
+             "direct_cosine", "label_baseline_cosine", "prior_baseline_cosine", "identification_rate",
+             "perceptual_cosine_1", "perceptual_cosine_2", "ssim", "psnr", "class_match", "test_reconstruction_mse",
              "train_seconds", "attack_seconds", "trial_seconds", "trial_dir", "model_dir", "mlflow_run_id",
              "retry_of", "fail_reason", "error")
 
@@ -130,6 +132,14 @@ def summary_markdown(study: str, storage_label: str, counts: dict[str, int], can
             lines.append(f"| {c.number} | {c.accuracy:.4f} | {c.leakage:.4f} | {fmt_eps(c.epsilon)} | {params} |")
         lines.append("")
     lines += ["## Winner", "", choice.reason[0].upper() + choice.reason[1:], ""]
+    if choice.winner is not None:
+        w = choice.winner.user_attrs
+        held = [f"{k.replace('_', ' ')} {w[k]:.4f}" for k in ("test_accuracy", "excess_cosine") if
+                isinstance(w.get(k), (int, float))]
+        if held:
+            lines += [f"Reported for the winner: {', '.join(held)} (test split, not used for selection).", ""]
+    lines += ["Epsilon is each trial's own training; the search over trials is not accounted: releasing "
+              "the winner of many private trials costs more privacy than one trial's epsilon.", ""]
     if choice.winner is not None and mlflow:
         lines += [f"Registered in MLflow as `{mlflow.get('registered_model')}` version "
                   f"{mlflow.get('version')} with alias `champion`.", ""]

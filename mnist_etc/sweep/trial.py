@@ -7,7 +7,7 @@ Optuna. Per-epoch metrics go straight to the trial's MLflow run when the spec na
     artifacts/sweeps/<study>/trial-<n>/
         config.json     the spec: study, trial number, sampled params, full train/data/attack settings
         model/          model.json + weights + per-epoch example images (mnist_etc.model_store)
-        attack/         attack.json + grid.png (mnist_etc.privacy.attack_report)
+        attack/         attack.json + grid.png of the configured attacker (mnist_etc.privacy.attack_report)
         images/         autoencoder_grid.png, attack_grid.png (shown by the Optuna dashboard)
         outcome.json    objectives and user attributes; written last, so its presence marks a finished trial
 """
@@ -116,8 +116,8 @@ class MlflowEpochLogger:
 
 def run_trial(spec: TrialSpec) -> TrialOutcome:
     """Train, attack and publish `spec.trial_dir` atomically; raises on any failure (nothing is left)."""
-    from mnist_etc.privacy.attacks.hill_climb import attack_model
     from mnist_etc.privacy.attack_report import save_attack
+    from mnist_etc.privacy.attacks.runner import attack_model
     from mnist_etc.images import save_pair_grid
     from mnist_etc.model_store import train_and_save
     from mnist_etc.training import example_images
@@ -144,7 +144,6 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         shutil.copyfile(tmp / "attack" / "grid.png", tmp / "images" / "attack_grid.png")
 
         metrics = {**result.metrics, **attack.summary,
-                   **{f"baseline_{k}": v for k, v in attack.baseline.items()},
                    "train_seconds": train_seconds, "attack_seconds": attack.seconds}
         accuracy_metric, leakage_metric = spec.objectives
         values = [float(metrics[accuracy_metric]), float(metrics[leakage_metric])]
