@@ -74,8 +74,11 @@ class TrainConfig:
     l2_norm_clip: float = _help("DP-SGD per-example (per-microbatch) gradient clip norm", default=1.0)
     microbatches: int | None = _help("DP-SGD microbatches per batch (must divide the batch size); "
                                      "default one per example", default=None)
-    delta: float | None = _help("DP delta; default 1/n_train", default=None)
-    seed: int = _help("seed of weights, batches and DP noise", default=0)
+    delta: float = _help("DP delta of the (epsilon, delta) statement; must be below 1/n_train", default=1e-5)
+    seed: int = _help("seed of weights and of non-private batches (DP sampling and noise come from a secret "
+                      "source unless --insecure-seeded-dp)", default=0)
+    insecure_seeded_dp: bool = _help("INSECURE, tests only: draw DP-SGD sampling and noise from `seed` so runs "
+                                     "repeat; a model trained so carries no real guarantee", default=False)
 
     def __post_init__(self) -> None:
         lo, hi = HID_DIM_RANGE
@@ -96,8 +99,11 @@ class TrainConfig:
             if self.batch_size % self.microbatches:
                 raise UserError(f"microbatches must divide batch_size {self.batch_size}, "
                                 f"got {self.microbatches}.")
-        if self.delta is not None and not (isinstance(self.delta, float) and 0 < self.delta < 1):
-            raise UserError(f"delta must be a number strictly between 0 and 1, got {self.delta!r}.")
+        if isinstance(self.delta, bool) or not isinstance(self.delta, (int, float)) or not 0 < self.delta < 1:
+            raise UserError(f"delta must be a number strictly between 0 and 1 (and below 1/n_train), "
+                            f"got {self.delta!r}.")
+        if not isinstance(self.insecure_seeded_dp, bool):
+            raise UserError(f"insecure_seeded_dp must be true or false, got {self.insecure_seeded_dp!r}.")
         _int_at_least("seed", self.seed, 0)
 
     @property

@@ -41,8 +41,7 @@ def model_record(result: TrainResult, split: DataSplit) -> dict[str, Any]:
         "data": split.describe(),
         "data_config": to_dict(split.config),
         "metrics": result.metrics,
-        "privacy": {"epsilon": p.epsilon, "delta": p.delta, "ae_epsilon": p.ae_epsilon,
-                    "clf_epsilon": p.clf_epsilon, "statement": p.statement()},
+        "privacy": p.as_dict(),
         "history": result.history,
     }
 

@@ -1,10 +1,11 @@
 """Train the autoencoder, then the linear classifier on its frozen code; either stage with DP-SGD.
 
-DP-SGD comes from tensorflow-privacy's `make_dp_model_class`: per-example (or per-microbatch) gradients
-are clipped to `l2_norm_clip` and Gaussian noise of std `l2_norm_clip * noise_multiplier` is added. The
-Dense-only classifier uses the fast gradient-clipping path (layer registry); the convolutional
-autoencoder uses the vectorised per-example path (about 3x a plain epoch here, against 12x for
-`DPKerasAdamOptimizer` with microbatches).
+A private stage (noise multiplier > 0) trains with `mnist_etc.privacy.dp_sgd`: Poisson-sampled batches,
+per-example (or per-microbatch) clipping, Gaussian noise from a secret source, normalised by the expected
+batch size: the mechanism `mnist_etc.privacy.accounting` accounts. The classifier head (one Dense layer)
+takes the ghost-clipping path; the conv autoencoder the vectorised per-example path. A private stage
+publishes no statistic of the training data: its per-epoch rows hold validation figures only, and
+`evaluate` leaves out the training-split figures it touches. Non-private stages use Keras `fit`.
 
     >>> result = train(TrainConfig(), load_split(DataConfig()))
     >>> result.metrics["test_accuracy"], result.privacy.epsilon
@@ -24,7 +25,8 @@ from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.images import save_digit
 from mnist_etc.models import Networks
-from mnist_etc.privacy.accounting import PrivacyReport, privacy_report
+from mnist_etc.privacy.accounting import PrivacyReport, privacy_report, steps_per_epoch
+from mnist_etc.privacy.dp_sgd import DPSGD, dp_rng, mse_per_example, xent_per_example
 from mnist_etc.tf_quiet import tf
 
 # Called after every epoch with (stage, epoch index from 0, metrics): the sweep logs these to MLflow.
@@ -69,24 +71,27 @@ class _EpochCallback(tf.keras.callbacks.Callback):
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    # Full batches only: DP microbatching needs them, and the accounting counts n // batch steps per epoch.
+    # Non-private stages only (shuffled full batches): private stages sample their own Poisson batches.
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def _wrap(model: tf.keras.Model, noise: float, cfg: TrainConfig, fast_clipping: bool) -> tf.keras.Model:
-    """Sequential(model), private (DP-SGD) when noise > 0."""
-    if noise <= 0:
-        return tf.keras.Sequential([model])
-    from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
-    from tensorflow_privacy.privacy.keras_models.dp_keras_model import make_dp_model_class
+def _dp_stage(model: tf.keras.Model, loss, noise: float, lr: float, cfg: TrainConfig, rng: np.random.Generator | None,
+              path: str) -> DPSGD:
+    return DPSGD(model, loss, tf.keras.optimizers.Adam(lr), cfg.l2_norm_clip, noise, cfg.batch_size,
+                 cfg.microbatches, rng if rng is not None else dp_rng(None)[0], path=path)
 
-    dp_sequential = make_dp_model_class(tf.keras.Sequential)
-    registry = layer_registry.make_default_layer_registry() if fast_clipping else None
-    return dp_sequential(l2_norm_clip=cfg.l2_norm_clip, noise_multiplier=noise,
-                         num_microbatches=cfg.microbatches, use_xla=False, layer_registry=registry,
-                         layers=[model] if not fast_clipping else model.layers)
+
+def _run_dp_epochs(dp: DPSGD, x: np.ndarray, y: np.ndarray, epochs: int, cb: "_EpochCallback",
+                   validate: Callable[[], dict[str, float]]) -> None:
+    """Epochs of Poisson-sampled DP-SGD steps; each epoch's row holds validation figures only."""
+    for epoch in range(epochs):
+        cb.on_epoch_begin(epoch)
+        for _ in range(steps_per_epoch(len(x), dp.batch_size)):
+            dp.step(x, y)
+        cb.on_epoch_end(epoch, validate())
+    cb.on_train_end()
 
 
 def example_images(split: DataSplit) -> np.ndarray:
@@ -95,10 +100,10 @@ def example_images(split: DataSplit) -> np.ndarray:
 
 
 def train_autoencoder(nets: Networks, split: DataSplit, cfg: TrainConfig, examples_dir: Path | None = None,
-                      progress: bool = True, hook: EpochHook | None = None) -> list[dict[str, float]]:
+                      progress: bool = True, hook: EpochHook | None = None,
+                      rng: np.random.Generator | None = None) -> list[dict[str, float]]:
     autoencoder = tf.keras.Sequential([nets.encoder, nets.decoder])
-    model = _wrap(autoencoder, cfg.ae_noise_multiplier, cfg, fast_clipping=False)
-    model.compile(tf.keras.optimizers.Adam(cfg.ae_learning_rate), loss="mse")
+    autoencoder(split.x_val[:1])  # build it: DP-SGD reads its variables before the first step
     samples = example_images(split)
 
     def save_examples(epoch: int) -> None:
@@ -112,8 +117,16 @@ def train_autoencoder(nets: Networks, split: DataSplit, cfg: TrainConfig, exampl
             save_digit(rec[d], out / f"rec_{d}.png")
 
     cb = _EpochCallback("autoencoder", cfg.ae_epochs, progress, hook, save_examples)
-    model.fit(_dataset(split.x_train, split.x_train, cfg.batch_size, cfg.seed), epochs=cfg.ae_epochs,
-              validation_data=(split.x_val, split.x_val), verbose=0, callbacks=[cb])
+    if cfg.ae_private:
+        dp = _dp_stage(autoencoder, mse_per_example, cfg.ae_noise_multiplier, cfg.ae_learning_rate, cfg, rng,
+                       "vectorised")
+        val = lambda: {"val_loss": float(np.mean(  # noqa: E731
+            (autoencoder.predict(split.x_val, batch_size=1024, verbose=0) - split.x_val) ** 2))}
+        _run_dp_epochs(dp, split.x_train, split.x_train, cfg.ae_epochs, cb, val)
+        return cb.rows
+    autoencoder.compile(tf.keras.optimizers.Adam(cfg.ae_learning_rate), loss="mse")
+    autoencoder.fit(_dataset(split.x_train, split.x_train, cfg.batch_size, cfg.seed), epochs=cfg.ae_epochs,
+                    validation_data=(split.x_val, split.x_val), verbose=0, callbacks=[cb])
     return cb.rows
 
 
@@ -122,45 +135,69 @@ def encode(encoder: tf.keras.Model, x: np.ndarray, batch_size: int = 1024) -> np
 
 
 def train_classifier(nets: Networks, split: DataSplit, cfg: TrainConfig, progress: bool = True,
-                     hook: EpochHook | None = None) -> list[dict[str, float]]:
+                     hook: EpochHook | None = None, rng: np.random.Generator | None = None) -> list[dict[str, float]]:
     """Linear classifier on the frozen code (codes computed once: the encoder does not change)."""
     z_train, z_val = encode(nets.encoder, split.x_train), encode(nets.encoder, split.x_val)
-    model = _wrap(nets.classifier, cfg.clf_noise_multiplier, cfg, fast_clipping=True)
+    model = nets.classifier
+    cb = _EpochCallback("classifier", cfg.clf_epochs, progress, hook)
+    if cfg.clf_private:
+        path = "ghost" if cfg.microbatches is None else "vectorised"
+        dp = _dp_stage(model, xent_per_example, cfg.clf_noise_multiplier, cfg.clf_learning_rate, cfg, rng, path)
+
+        def val() -> dict[str, float]:
+            logits = model.predict(z_val, batch_size=1024, verbose=0)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(split.y_val, logits, from_logits=True)
+            return {"val_loss": float(np.mean(loss)),
+                    "val_accuracy": float(np.mean(logits.argmax(axis=1) == split.y_val))}
+
+        _run_dp_epochs(dp, z_train, split.y_train, cfg.clf_epochs, cb, val)
+        return cb.rows
     model.compile(tf.keras.optimizers.Adam(cfg.clf_learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    cb = _EpochCallback("classifier", cfg.clf_epochs, progress, hook)
     model.fit(_dataset(z_train, split.y_train, cfg.batch_size, cfg.seed + 1), epochs=cfg.clf_epochs,
               validation_data=(z_val, split.y_val), verbose=0, callbacks=[cb])
-    if cfg.clf_private:
-        # The DP wrapper built its own Dense layer objects from the head's: copy the weights back.
-        nets.classifier.set_weights(model.get_weights())
     return cb.rows
 
 
-def evaluate(nets: Networks, split: DataSplit) -> dict[str, float]:
+def evaluate(nets: Networks, split: DataSplit, cfg: TrainConfig | None = None) -> dict[str, float]:
+    """Accuracy and reconstruction error per split. Figures of the training split that a private stage
+    shaped are left out: published without noise they would spend privacy the accountant never saw."""
     full = nets.full_model()
+    ae_private = cfg is not None and cfg.ae_private
+    any_private = cfg is not None and (cfg.ae_private or cfg.clf_private)
     metrics: dict[str, float] = {}
     for name, x, y in (("train", split.x_train, split.y_train), ("val", split.x_val, split.y_val),
                        ("test", split.x_test, split.y_test)):
-        logits = full.predict(x, batch_size=1024, verbose=0)
-        metrics[f"{name}_accuracy"] = float(np.mean(np.argmax(logits, axis=1) == y))
-        rec = nets.decoder.predict(encode(nets.encoder, x), batch_size=1024, verbose=0)
-        metrics[f"{name}_reconstruction_mse"] = float(np.mean((rec - x) ** 2))
+        if not (name == "train" and any_private):
+            logits = full.predict(x, batch_size=1024, verbose=0)
+            metrics[f"{name}_accuracy"] = float(np.mean(np.argmax(logits, axis=1) == y))
+        if not (name == "train" and ae_private):
+            rec = nets.decoder.predict(encode(nets.encoder, x), batch_size=1024, verbose=0)
+            metrics[f"{name}_reconstruction_mse"] = float(np.mean((rec - x) ** 2))
     return metrics
 
 
 def train(cfg: TrainConfig, split: DataSplit, examples_dir: Path | None = None, progress: bool = True,
           hook: EpochHook | None = None) -> TrainResult:
-    if cfg.batch_size > split.n_train:
-        raise UserError(f"batch_size must not exceed the {split.n_train} training examples, got {cfg.batch_size}.")
-    tf.keras.utils.set_random_seed(cfg.seed)
+    check_training_inputs(cfg, split.n_train)
+    tf.keras.utils.set_random_seed(cfg.seed)   # weights and non-private batches; never the DP randomness
+    rng, randomness = dp_rng(cfg.seed if cfg.insecure_seeded_dp else None)
     nets = Networks.build(cfg.hid_dim)
     t0 = time.perf_counter()
-    ae_rows = train_autoencoder(nets, split, cfg, examples_dir, progress, hook)
+    ae_rows = train_autoencoder(nets, split, cfg, examples_dir, progress, hook, rng)
     t1 = time.perf_counter()
-    clf_rows = train_classifier(nets, split, cfg, progress, hook)
+    clf_rows = train_classifier(nets, split, cfg, progress, hook, rng)
     t2 = time.perf_counter()
-    metrics = evaluate(nets, split)
+    metrics = evaluate(nets, split, cfg)
     metrics.update(ae_seconds=t1 - t0, clf_seconds=t2 - t1)
-    return TrainResult(cfg, nets, privacy_report(cfg, split.n_train), metrics,
+    return TrainResult(cfg, nets, privacy_report(cfg, split.n_train, randomness), metrics,
                        {"autoencoder": ae_rows, "classifier": clf_rows})
+
+
+def check_training_inputs(cfg: TrainConfig, n_train: int) -> None:
+    """What can only be refused once the data size is known; called before any training starts."""
+    if cfg.batch_size > n_train:
+        raise UserError(f"batch_size must not exceed the {n_train} training examples, got {cfg.batch_size}.")
+    if cfg.delta >= 1.0 / n_train:
+        raise UserError(f"delta must be below 1/n = {1.0 / n_train:.3g} for {n_train} training examples "
+                        f"(a larger delta allows releasing an example outright), got {cfg.delta:g}.")

@@ -25,6 +25,10 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, rename: dict[
             continue
         opt = "--" + rename.get(f.name, f.name).replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
+        if hints[f.name] is bool:
+            group.add_argument(opt, dest=f"{cls.__name__}.{f.name}", action="store_true", default=argparse.SUPPRESS,
+                               help=f.metadata.get("help", ""))
+            continue
         group.add_argument(opt, dest=f"{cls.__name__}.{f.name}", type=_parser_type(hints[f.name]),
                            default=argparse.SUPPRESS, metavar=_parser_type(hints[f.name]).__name__.upper(),
                            help=f"{f.metadata.get('help', '')} (default: {default})")

@@ -40,4 +40,4 @@ def test_unknown_keys_are_named():
 
 def test_defaults_are_valid():
     assert TrainConfig().hid_dim == 32 and not TrainConfig().ae_private
-    assert AttackConfig().n_iter == 1024
+    assert AttackConfig().n_iter == 8 and AttackConfig().attack == "public-prior"

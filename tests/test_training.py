@@ -12,7 +12,7 @@ from mnist_etc.training import train
 from tests.conftest import TINY_TRAIN
 
 DP_TINY = TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=2, batch_size=32, ae_noise_multiplier=1.0,
-                      clf_noise_multiplier=1.0, microbatches=8)
+                      clf_noise_multiplier=1.0, microbatches=8, insecure_seeded_dp=True)
 
 
 def weights_equal(a, b):
@@ -28,16 +28,43 @@ def test_training_is_seeded_and_reproducible(tiny_split):
     assert not weights_equal(a.networks.encoder, c.networks.encoder)
 
 
-def test_dp_training_is_reproducible_and_records_epsilon(tiny_split, tmp_path):
+def test_insecurely_seeded_dp_training_repeats_and_records_epsilon(tiny_split, tmp_path):
     result, out = train_and_save(DP_TINY, tiny_split, tmp_path / "dp", progress=False)
     again = train(DP_TINY, tiny_split, progress=False)
-    assert weights_equal(result.networks.decoder, again.networks.decoder)  # DP noise is seeded too
+    assert weights_equal(result.networks.decoder, again.networks.decoder)  # sampling and noise from `seed`
     record = json.loads((out / "model.json").read_text())
-    assert 0 < record["privacy"]["epsilon"] < math.inf
-    assert record["privacy"]["delta"] == pytest.approx(1 / tiny_split.n_train)
+    assert 0 < record["privacy"]["epsilon"] <= record["privacy"]["epsilon_rdp"] < math.inf
+    assert record["privacy"]["delta"] == 1e-5 and record["privacy"]["sampling"] == "poisson"
+    assert "INSECURE" in record["privacy"]["randomness"] and "NO real guarantee" in record["privacy"]["statement"]
+    assert record["privacy"]["ae_effective_noise"] == 0.5  # microbatches of 4: sensitivity 2C
     assert record["config"]["microbatches"] == 8 and record["data"]["n_train"] == tiny_split.n_train
     assert record["data"]["seed"] == 0 and record["config"]["seed"] == 0
     assert len(record["history"]["autoencoder"]) == 1 and len(record["history"]["classifier"]) == 2
+
+
+def test_dp_randomness_is_secret_by_default(tiny_split):
+    cfg = TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=1, batch_size=32, ae_noise_multiplier=1.0,
+                      clf_noise_multiplier=1.0)
+    a, b = train(cfg, tiny_split, progress=False), train(cfg, tiny_split, progress=False)
+    assert not weights_equal(a.networks.classifier, b.networks.classifier)  # same seed, different noise
+    assert a.privacy.randomness == "secret (OS entropy)"
+
+
+def test_dp_stages_publish_no_training_statistics(tiny_split):
+    result = train(DP_TINY, tiny_split, progress=False)
+    assert "train_accuracy" not in result.metrics and "train_reconstruction_mse" not in result.metrics
+    assert {"val_accuracy", "test_accuracy", "val_reconstruction_mse"} <= set(result.metrics)
+    for stage in ("autoencoder", "classifier"):
+        for row in result.history[stage]:
+            assert all(k.startswith("val_") or k == "epoch_seconds" for k in row), row
+    half = train(TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=1, batch_size=32, clf_noise_multiplier=1.0),
+                 tiny_split, progress=False)
+    assert "train_reconstruction_mse" in half.metrics and "train_accuracy" not in half.metrics
+
+
+def test_delta_of_one_over_n_or_more_is_refused_before_training(tiny_split):
+    with pytest.raises(UserError, match=r"delta must be below 1/n = 0.000667 for 1500 training examples .*got 0.001"):
+        train(TrainConfig(delta=1e-3, ae_noise_multiplier=1.0), tiny_split, progress=False)
 
 
 def test_dp_noise_changes_the_result(tiny_split):

@@ -150,6 +150,8 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         privacy = result.privacy
         user_attrs = {
             "epsilon": privacy.epsilon if math.isfinite(privacy.epsilon) else "inf",
+            "epsilon_rdp": privacy.epsilon_rdp if math.isfinite(privacy.epsilon_rdp) else "inf",
+            "dp_randomness": privacy.randomness,
             "delta": privacy.delta,
             "private": math.isfinite(privacy.epsilon),
             **{k: round(float(v), 6) for k, v in metrics.items()},
@@ -163,6 +165,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
         metrics["trial_seconds"] = user_attrs["trial_seconds"]
         if math.isfinite(privacy.epsilon):
             metrics["epsilon"] = privacy.epsilon
+            metrics["epsilon_rdp"] = privacy.epsilon_rdp
         outcome = TrialOutcome(spec.number, values, user_attrs, metrics, result.history,
                                images=[str(final / "images" / "autoencoder_grid.png"),
                                        str(final / "images" / "attack_grid.png")])

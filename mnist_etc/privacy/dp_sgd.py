@@ -1,0 +1,178 @@
+"""DP-SGD as the accountant assumes it: Poisson sampling, per-example (or per-microbatch) clipping, Gaussian
+noise, normalised by the expected batch size.
+
+Each step includes every training example independently with probability q = B / n (`batch_size` B), so
+the realised batch size varies and may be 0. The gradients of the sampled examples are clipped to L2 norm
+C and summed, Gaussian noise N(0, (sigma C)^2) is added per coordinate, and the sum is divided by B, the
+*expected* batch size (as Opacus does): dividing by the realised size would leak it.
+
+Microbatches (M of them): each sampled example goes to one of M microbatches, independently and uniformly,
+so adding or removing one example changes only its own microbatch. Each microbatch's mean gradient is
+clipped to C; the sum over microbatches gets the same noise and is divided by M. One example can move its
+microbatch's clipped gradient by up to 2C (from g to g', both of norm <= C), so the add/remove sensitivity
+is 2C and the accountant must see noise multiplier sigma / 2 (`effective_noise`).
+
+Clipping paths:
+- `ghost` (a single Dense layer, the classifier head): each example's gradient norm comes from its input and
+  its output gradient, ||x_i||^2 ||g_i||^2 + ||g_i||^2, without materialising per-example gradients; the
+  clipped sum is then X^T (c * G) and sum(c * G) (Li et al. 2022, "ghost clipping");
+- `vectorised` (any model, the conv autoencoder): per-example gradients with `tf.vectorized_map`.
+
+The randomness the guarantee rests on (sampling, microbatch assignment, noise) comes from `dp_rng`: a
+generator seeded from 128 bits of OS entropy unless the caller passes the loudly named insecure seed.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from mnist_etc.tf_quiet import tf
+
+# (model, x, y) -> per-example loss [b]
+PerExampleLoss = Callable[[tf.keras.Model, tf.Tensor, tf.Tensor], tf.Tensor]
+
+SECRET = "secret (OS entropy)"
+
+
+def dp_rng(insecure_seed: int | None) -> tuple[np.random.Generator, str]:
+    """The generator of sampling and noise, and how it was seeded (recorded in model.json)."""
+    if insecure_seed is None:
+        return np.random.default_rng(secrets.randbits(128)), SECRET
+    return (np.random.default_rng([insecure_seed, 0x5EED]),
+            f"seeded from seed={insecure_seed} (INSECURE: reproducible, tests only)")
+
+
+def effective_noise(noise_multiplier: float, batch_size: int, microbatches: int | None) -> float:
+    """The noise multiplier the accountant sees: halved when microbatches hold more than one example."""
+    if microbatches is not None and microbatches < batch_size:
+        return noise_multiplier / 2
+    return noise_multiplier
+
+
+def mse_per_example(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    d = model(x, training=True) - y
+    return tf.reduce_mean(tf.reshape(d * d, [tf.shape(d)[0], -1]), axis=1)
+
+
+def xent_per_example(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    logits = model(x, training=True)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(y, tf.int32), logits)
+
+
+def _clip_factors(sq_norms: tf.Tensor, clip: float) -> tf.Tensor:
+    return tf.minimum(1.0, clip / tf.sqrt(tf.maximum(sq_norms, 1e-24)))
+
+
+def per_example_grads(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor) -> list[tf.Tensor]:
+    """[b, *shape] per variable."""
+    def one(args):
+        xi, yi = args
+        with tf.GradientTape() as tape:
+            li = loss(model, xi[None], yi[None])[0]
+        return tape.gradient(li, model.trainable_variables)
+
+    return tf.vectorized_map(one, (x, y))
+
+
+def clipped_sum_vectorised(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor,
+                           clip: float) -> list[tf.Tensor]:
+    grads = per_example_grads(model, loss, x, y)
+    sq = tf.add_n([tf.reduce_sum(tf.reshape(g * g, [tf.shape(g)[0], -1]), axis=1) for g in grads])
+    c = _clip_factors(sq, clip)
+    return [tf.tensordot(c, g, axes=1) for g in grads]
+
+
+def clipped_sum_microbatches(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor,
+                             assignment: tf.Tensor, microbatches: int, clip: float) -> list[tf.Tensor]:
+    """Sum over microbatches of each microbatch's mean gradient clipped to `clip`; empty ones add 0."""
+    grads = per_example_grads(model, loss, x, y)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(assignment, tf.float32), assignment, microbatches)
+    means = [tf.math.unsorted_segment_sum(g, assignment, microbatches)
+             / tf.reshape(tf.maximum(counts, 1.0), [-1] + [1] * (len(g.shape) - 1)) for g in grads]
+    sq = tf.add_n([tf.reduce_sum(tf.reshape(m * m, [microbatches, -1]), axis=1) for m in means])
+    c = _clip_factors(sq, clip)
+    return [tf.tensordot(c, m, axes=1) for m in means]
+
+
+def clipped_sum_ghost_dense(dense: tf.keras.layers.Dense, x: tf.Tensor, y: tf.Tensor,
+                            clip: float) -> list[tf.Tensor]:
+    """Per-example clipping of a linear softmax classifier from input and output-gradient norms only."""
+    logits = tf.matmul(x, dense.kernel) + dense.bias
+    g = tf.nn.softmax(logits) - tf.one_hot(tf.cast(y, tf.int32), tf.shape(logits)[1])   # dloss_i / dlogits_i
+    g_sq = tf.reduce_sum(g * g, axis=1)
+    sq = tf.reduce_sum(x * x, axis=1) * g_sq + g_sq
+    cg = _clip_factors(sq, clip)[:, None] * g
+    return [tf.matmul(x, cg, transpose_a=True), tf.reduce_sum(cg, axis=0)]
+
+
+@dataclass
+class DPSGD:
+    """One stage's DP-SGD: `step(x_all, y_all)` samples, clips, noises and applies one update."""
+
+    model: tf.keras.Model
+    loss: PerExampleLoss
+    optimizer: tf.keras.optimizers.Optimizer
+    l2_norm_clip: float
+    noise_multiplier: float
+    batch_size: int
+    microbatches: int | None
+    rng: np.random.Generator
+    path: str = "vectorised"           # or "ghost" (a model that is one Dense layer)
+
+    def __post_init__(self) -> None:
+        if self.path == "ghost":
+            dense = [layer for layer in self.model.layers if isinstance(layer, tf.keras.layers.Dense)]
+            if len(self.model.layers) != 1 or len(dense) != 1 or self.microbatches is not None:
+                raise ValueError("ghost clipping needs a model made of one Dense layer and no microbatches")
+            self._dense = dense[0]
+        # reduce_retracing: realised batch sizes vary, so one trace generalises over the batch dimension.
+        self._sum = tf.function(self._clipped_sum, reduce_retracing=True)
+        self._update = tf.function(self._noisy_update, reduce_retracing=True)
+        self.batch_sizes: list[int] = []
+
+    @property
+    def divisor(self) -> int:
+        return self.microbatches if self.microbatches is not None else self.batch_size
+
+    def _clipped_sum(self, x, y, assignment):
+        if self.path == "ghost":
+            return clipped_sum_ghost_dense(self._dense, x, y, self.l2_norm_clip)
+        if self.microbatches is not None:
+            return clipped_sum_microbatches(self.model, self.loss, x, y, assignment, self.microbatches,
+                                            self.l2_norm_clip)
+        return clipped_sum_vectorised(self.model, self.loss, x, y, self.l2_norm_clip)
+
+    def _noisy_update(self, x, y, assignment, noise):
+        sums = self._clipped_sum(x, y, assignment)
+        grads = [(g + n) / self.divisor for g, n in zip(sums, noise)]
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+
+    def sample(self, n: int) -> np.ndarray:
+        """Poisson sampling: each of the n examples independently with probability batch_size / n."""
+        return np.flatnonzero(self.rng.random(n) < min(1.0, self.batch_size / n))
+
+    def _assignment(self, b: int) -> np.ndarray:
+        return self.rng.integers(0, self.microbatches or 1, b).astype(np.int32)
+
+    def clipped_sum(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        """The sum of clipped gradients (before noise) of these examples: what the sensitivity bounds."""
+        if len(x) == 0:
+            return [np.zeros(v.shape, np.float32) for v in self.model.trainable_variables]
+        return [t.numpy() for t in self._sum(x, y, self._assignment(len(x)))]
+
+    def noise(self) -> list[np.ndarray]:
+        std = self.l2_norm_clip * self.noise_multiplier
+        return [(std * self.rng.standard_normal(v.shape)).astype(np.float32) for v in self.model.trainable_variables]
+
+    def step(self, x_all: np.ndarray, y_all: np.ndarray) -> None:
+        idx = self.sample(len(x_all))
+        self.batch_sizes.append(len(idx))
+        noise = self.noise()
+        if len(idx) == 0:  # nothing sampled: the update is noise alone, still divided by the expected size
+            self.optimizer.apply_gradients(zip([tf.constant(n / self.divisor) for n in noise],
+                                               self.model.trainable_variables))
+            return
+        self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise)
