@@ -5,10 +5,13 @@
 
 The champion is the MLflow model `models:/<name>@champion` (default: the registered model of the newest
 sweep's winner.json). Its served version is the newest Triton model version exported from it. The
-hill-climbing attack scores its candidates through Triton (an embedded server started for the audit, or
-`triton_url`), the in-process attack runs beside it for comparison, and a loss-threshold membership test
-runs through Triton too. The flow run ends Failed when leakage exceeds `leakage_bound` or grew by more
-than `growth_margin` since the previous audit of the same lineage, so Prefect automations can alert.
+public-prior attacker scores its candidates through Triton (an embedded server started for the audit, or
+`triton_url`) on training members and held-out non-members; the in-process and own-decoder attacks run
+beside it for the record, and a loss-threshold membership test runs through Triton too. The flow run ends
+Failed when any test of the policy (`mnist_etc.privacy.audit.AuditConfig`) fails: epsilon infinite (unless
+`allow_non_private`) or above `max_epsilon`; the excess leakage's 95% interval wholly above `leakage_bound`;
+the membership AUC's interval wholly above `membership_auc_bound`; excess leakage grown by more than
+`growth_margin` since the previous audit of the same lineage. Prefect automations can alert on it.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from mnist_etc.config import AttackConfig
+from mnist_etc.config import AttackConfig, to_dict
 from mnist_etc.privacy.audit import AuditConfig, audit_dir_name, audit_summary, served_version_of
 from mnist_etc.errors import UserError
 from mnist_etc.export_source import newest_winner, resolve_source
@@ -28,7 +31,10 @@ from tasks.audit import attack_served_task, report_task
 
 
 class AuditFailed(RuntimeError):
-    """Leakage above the bound or grown beyond the margin: the flow run ends Failed."""
+    """A test of the audit policy failed: the flow run ends Failed."""
+
+
+_POLICY = AuditConfig()   # the defaults below come from the policy's one home
 
 
 def champion_uri(champion: str | None) -> str:
@@ -47,20 +53,36 @@ def lineage_of(uri: str) -> str:
     return uri.split(":/", 1)[-1].lstrip("/").split("@")[0].split("/")[0]
 
 
+def audit_policy(victims: int = _POLICY.attack.victims, n_iter: int = _POLICY.attack.n_iter,
+                 n_samples: int = _POLICY.attack.n_samples, n_best: int = _POLICY.attack.n_best, seed: int = 0,
+                 membership_samples: int = _POLICY.membership_samples, max_epsilon: float = _POLICY.max_epsilon,
+                 allow_non_private: bool = _POLICY.allow_non_private, leakage_bound: float = _POLICY.leakage_bound,
+                 membership_auc_bound: float = _POLICY.membership_auc_bound,
+                 growth_margin: float = _POLICY.growth_margin) -> AuditConfig:
+    """The policy from flat parameters (flow, CLI, pipeline), validated with one sentence per bad value."""
+    attack = AttackConfig(**{**to_dict(_POLICY.attack), "victims": victims, "n_iter": n_iter,
+                             "n_samples": n_samples, "n_best": n_best, "seed": seed})
+    return AuditConfig(attack=attack, membership_samples=membership_samples, max_epsilon=max_epsilon,
+                       allow_non_private=allow_non_private, leakage_bound=leakage_bound,
+                       membership_auc_bound=membership_auc_bound, growth_margin=growth_margin)
+
+
 @flow(name="privacy-audit", log_prints=True,
-      description="Attack the served champion (hill climbing through Triton, membership inference), compare "
-                  "with the last audit, fail on excess or growing leakage.")
+      description="Attack the served champion (public-prior hill climbing through Triton, membership inference), "
+                  "compare with the last audit; fail on epsilon, excess leakage, membership or growth.")
 def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None = None,
                   served_model: str = "mnist_etc", repository: str = "triton/model_repository",
-                  triton_url: str | None = None, victims: int = 4, n_iter: int = 128, n_samples: int = 128,
-                  n_best: int = 32, seed: int = 0, membership_samples: int = 500, leakage_bound: float = 0.9,
-                  growth_margin: float = 0.05, audits_dir: str = "artifacts/audits") -> dict[str, Any]:
+                  triton_url: str | None = None, victims: int = _POLICY.attack.victims,
+                  n_iter: int = _POLICY.attack.n_iter, n_samples: int = _POLICY.attack.n_samples,
+                  n_best: int = _POLICY.attack.n_best, seed: int = 0,
+                  membership_samples: int = _POLICY.membership_samples, max_epsilon: float = _POLICY.max_epsilon,
+                  allow_non_private: bool = _POLICY.allow_non_private, leakage_bound: float = _POLICY.leakage_bound,
+                  membership_auc_bound: float = _POLICY.membership_auc_bound,
+                  growth_margin: float = _POLICY.growth_margin, audits_dir: str = "artifacts/audits") -> dict[str, Any]:
     logger = get_run_logger()
     # Validated at the edge, before the server starts or a single query is sent.
-    cfg = AuditConfig(attack=AttackConfig(victims=victims, n_iter=n_iter, n_samples=n_samples, n_best=n_best,
-                                          seed=seed),
-                      membership_samples=membership_samples, leakage_bound=leakage_bound,
-                      growth_margin=growth_margin)
+    cfg = audit_policy(victims, n_iter, n_samples, n_best, seed, membership_samples, max_epsilon, allow_non_private,
+                       leakage_bound, membership_auc_bound, growth_margin)
     validate_model_name(served_model)
     uri = champion_uri(champion)
     source = resolve_source(mlflow_model=uri, tracking_uri=mlflow_tracking_uri)
@@ -80,8 +102,9 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
     rec = report_task(rec, lineage_of(uri), cfg, audits_dir, audit_dir_name(), mlflow_tracking_uri)
     v = rec["verdict"]
     summary = audit_summary(rec)
-    print(f"privacy audit of {uri}: {'PASSED' if v['passed'] else 'FAILED'}; leakage {v['leakage']:.4f} "
-          f"(bound {leakage_bound}); report {rec['report_dir']}/report.md")
+    for t in v["tests"]:
+        print(f"  {'pass' if t['passed'] else 'FAIL'}  {t['name']}: {t['explanation']} (bound {t['bound']})")
+    print(f"privacy audit of {uri}: {'PASSED' if v['passed'] else 'FAILED'}; report {rec['report_dir']}/report.md")
     if not v["passed"]:
         raise AuditFailed("; ".join(v["reasons"]))
     return summary

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.audit import lineage_of, privacy_audit
+from flows.audit import _POLICY, audit_policy, lineage_of, privacy_audit
 from flows.benchmark import benchmark
 from flows.export import export
 from flows.sweep import sweep
@@ -36,11 +36,16 @@ def _run_name() -> str:
       description="Sweep, export the champion, serve it on Triton, benchmark the serving config, audit privacy.")
 def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces/benchmark_smoke.yaml",
              trials: int | None = None, parallelism: int | None = None, served_model: str = "mnist_etc",
-             repository: str = "triton/model_repository", leakage_bound: float = 0.9, growth_margin: float = 0.05,
-             audit_victims: int = 4, audit_n_iter: int = 128, artifacts: str = "artifacts",
-             run: str | None = None) -> dict[str, Any]:
+             repository: str = "triton/model_repository", audit_victims: int = _POLICY.attack.victims,
+             audit_n_iter: int = _POLICY.attack.n_iter, max_epsilon: float = _POLICY.max_epsilon,
+             allow_non_private: bool = _POLICY.allow_non_private, leakage_bound: float = _POLICY.leakage_bound,
+             membership_auc_bound: float = _POLICY.membership_auc_bound, growth_margin: float = _POLICY.growth_margin,
+             artifacts: str = "artifacts", run: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     validate_model_name(served_model)
+    audit_policy(victims=audit_victims, n_iter=audit_n_iter, max_epsilon=max_epsilon,
+                 allow_non_private=allow_non_private, leakage_bound=leakage_bound,
+                 membership_auc_bound=membership_auc_bound, growth_margin=growth_margin)  # checked before the sweep
     run = run or _run_name()
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -75,7 +80,9 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
         audit_state = privacy_audit(champion=champion, mlflow_tracking_uri=(winner.get("mlflow") or {}).get("tracking_uri"),
                                     served_model=served_model, repository=repository,
                                     triton_url=server.grpc_url, victims=audit_victims, n_iter=audit_n_iter,
-                                    leakage_bound=leakage_bound, growth_margin=growth_margin,
+                                    max_epsilon=max_epsilon, allow_non_private=allow_non_private,
+                                    leakage_bound=leakage_bound, membership_auc_bound=membership_auc_bound,
+                                    growth_margin=growth_margin,
                                     audits_dir=str(Path(artifacts) / "audits"), return_state=True)
         seconds["audit"] = time.perf_counter() - t
     audit = audit_state.result(raise_on_failure=False)

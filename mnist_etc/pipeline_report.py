@@ -39,15 +39,19 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
         f"{_num(b.get('best_p99_ms'), '.2f')} ms ({_num(b.get('improvement'), '+.1%') if b.get('improvement') is not None else '-'} "
         f"vs the served config); {b.get('points_ok', 0)} points ok, {b.get('points_failed', 0)} failed "
         f"| {seconds['benchmark']:.0f} |",
-        f"| privacy audit | {'PASSED' if audit['passed'] else 'FAILED'}: leakage {_num(audit['leakage'])}, "
-        f"membership AUC {_num(audit['membership_auc'])}, {audit['triton_images_per_second']:,.0f} attack "
-        f"images/s through Triton | {seconds['audit']:.0f} |",
+        f"| privacy audit | {'PASSED' if audit['passed'] else 'FAILED'}"
+        f"{': ' + '; '.join(audit.get('reasons') or []) if audit.get('reasons') else ''}; epsilon "
+        f"{_num(audit.get('epsilon'), '.3g')}, excess leakage {_num(audit['leakage'], '+.4f')}"
+        f"{' [%+.4f, %+.4f]' % tuple(audit['leakage_interval']) if audit.get('leakage_interval') else ''}, "
+        f"membership AUC {_num(audit['membership_auc'])}, {_num(audit.get('triton_images_per_second'), ',.0f')} "
+        f"attack images/s through Triton | {seconds['audit']:.0f} |",
         "",
     ]
     for title, name in (("Pareto front of the sweep (accuracy vs leakage, epsilon in colour)", "pareto.png"),
                         ("Benchmark: throughput vs p99 per configuration", "throughput_vs_p99.png"),
                         ("Benchmark: instances x queue delay at the best concurrency", "heatmap.png"),
-                        ("Audit: victims, reconstructions through Triton, random codes", "audit_grid.png")):
+                        ("Audit: victims (members, then non-members), reconstructions through Triton, label-only baseline, "
+                         "attacker's prior", "audit_grid.png")):
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
     return "\n".join(lines)
 

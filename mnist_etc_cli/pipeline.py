@@ -18,43 +18,74 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="benchmark grid (default %(default)s)")
     p.add_argument("--trials", type=int, help="override the number of sweep trials")
     p.add_argument("--parallelism", type=int, help="override the sweep's parallel trials")
-    p.add_argument("--leakage-bound", type=float, default=0.9,
-                   help="the audit fails above this mean direct cosine (default %(default)s)")
+    add_policy_options(p, prefix="audit-")
     p.add_argument("--run", help="run name (default: UTC timestamp); also names artifacts/pipeline/<run>")
     p.set_defaults(func=cmd_pipeline)
 
     a = sub.add_parser("audit", help="privacy audit of the served champion (the flow privacy-audit)",
                        description=(
-        "Run the Prefect flow `privacy-audit`: hill-climbing reconstruction through the served Triton "
-        "model, the in-process attack for comparison, loss-threshold membership inference, the epsilon "
-        "statement, and a comparison with the previous audit. Exits 1 when the audit fails (leakage above "
-        "the bound or grown by more than the margin). Report under artifacts/audits/<UTC time>/."))
+        "Run the Prefect flow `privacy-audit`: the public-prior reconstruction attack through the served Triton "
+        "model on training members and held-out non-members, the in-process and own-decoder attacks for the "
+        "record, loss-threshold membership inference, the epsilon statement, and a comparison with the previous "
+        "audit. Exits 1 when any test fails: epsilon infinite (unless --allow-non-private) or above "
+        "--max-epsilon; the excess leakage's 95%% interval wholly above --leakage-bound; the membership AUC's "
+        "interval wholly above --membership-auc-bound; growth beyond --growth-margin. Report under "
+        "artifacts/audits/<UTC time>/."))
     a.add_argument("--champion", help="MLflow model URI (default: models:/<newest sweep's model>@champion)")
     a.add_argument("--url", help="gRPC HOST:PORT of a running Triton (default: start the embedded one)")
     a.add_argument("--served-model", default="mnist_etc", help="served model name (default %(default)s)")
-    a.add_argument("--victims", type=int, default=4, help="victims of the attack (default %(default)s)")
-    a.add_argument("--n-iter", type=int, default=128, help="hill-climbing iterations (default %(default)s)")
-    a.add_argument("--leakage-bound", type=float, default=0.9, help="fail above this (default %(default)s)")
-    a.add_argument("--growth-margin", type=float, default=0.05,
-                   help="fail when leakage grew more than this since the last audit (default %(default)s)")
+    add_policy_options(a)
     a.set_defaults(func=cmd_audit)
+
+
+def add_policy_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The audit policy's options, defaults from `AuditConfig` (their one home)."""
+    from mnist_etc.privacy.audit import AuditConfig
+
+    d = AuditConfig()
+    g = parser.add_argument_group("audit policy")
+    g.add_argument(f"--{prefix}victims", type=int, default=d.attack.victims,
+                   help="members and as many non-members attacked (at least 50; default %(default)s)")
+    g.add_argument(f"--{prefix}n-iter", type=int, default=d.attack.n_iter,
+                   help="hill-climbing iterations (default %(default)s)")
+    g.add_argument("--max-epsilon", type=float, default=d.max_epsilon, help="fail above this epsilon (default %(default)s)")
+    g.add_argument("--allow-non-private", action="store_true",
+                   help="let a model with epsilon = inf pass the epsilon test (default: it fails)")
+    g.add_argument("--leakage-bound", type=float, default=d.leakage_bound,
+                   help="fail when the excess cosine's 95%% interval lies wholly above this (default %(default)s)")
+    g.add_argument("--membership-auc-bound", type=float, default=d.membership_auc_bound,
+                   help="fail when the membership AUC's 95%% interval lies wholly above this (default %(default)s)")
+    g.add_argument("--growth-margin", type=float, default=d.growth_margin,
+                   help="fail when the excess cosine grew more than this since the last audit (default %(default)s)")
+
+
+def policy_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
+    """The policy options as keyword arguments, checked (one sentence, exit 2) before any flow starts."""
+    from flows.audit import audit_policy
+
+    kw = dict(victims=getattr(args, f"{prefix}victims"), n_iter=getattr(args, f"{prefix}n_iter"),
+              max_epsilon=args.max_epsilon, allow_non_private=args.allow_non_private,
+              leakage_bound=args.leakage_bound, membership_auc_bound=args.membership_auc_bound,
+              growth_margin=args.growth_margin)
+    audit_policy(**kw)
+    return kw
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline
 
-    pipeline(space=args.space, grid=args.grid, trials=args.trials, parallelism=args.parallelism,
-             leakage_bound=args.leakage_bound, run=args.run)
+    kw = policy_kwargs(args, prefix="audit_")
+    pipeline(space=args.space, grid=args.grid, trials=args.trials, parallelism=args.parallelism, run=args.run,
+             audit_victims=kw.pop("victims"), audit_n_iter=kw.pop("n_iter"), **kw)
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from flows.audit import AuditFailed, privacy_audit
 
+    kw = policy_kwargs(args)
     try:
-        privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model,
-                      victims=args.victims, n_iter=args.n_iter, leakage_bound=args.leakage_bound,
-                      growth_margin=args.growth_margin)
+        privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, **kw)
     except AuditFailed as exc:
         print(f"mnist-etc audit: FAILED: {exc}", file=sys.stderr)
         return 1

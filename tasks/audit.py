@@ -21,12 +21,15 @@ def attack_served_task(stored: StoredModel, grpc_url: str, served: str, version:
     logger = get_run_logger()
     split = load_split(stored.data_config)
     with ClassifierClient(grpc_url, served, version) as client:
-        logger.info("attacking %s v%d at %s with %d victims x %d samples x %d iterations", served, version,
-                    grpc_url, cfg.attack.victims, cfg.attack.n_samples, cfg.attack.n_iter)
+        logger.info("attacking %s v%d at %s (%s) with %d members + %d non-members x %d samples x %d iterations",
+                    served, version, grpc_url, cfg.attack.attack, cfg.attack.victims, cfg.attack.victims,
+                    cfg.attack.n_samples, cfg.attack.n_iter)
         rec = run_audit(stored, split, client.infer, cfg, progress=False)
     rec["served"] = {"url": grpc_url, "model": served, "version": version}
-    logger.info("served attack: direct cosine %.4f (baseline %.4f), %.0f images/s through Triton",
-                rec["served_attack"]["summary"]["direct_cosine"], rec["served_attack"]["baseline"]["direct_cosine"],
+    s = rec["served_attack"]["summary"]
+    logger.info("served attack: excess cosine over label-only %+.4f [%+.4f, %+.4f] (members %+.4f, non-members "
+                "%+.4f), %.0f images/s through Triton", s["excess_cosine"], s["excess_cosine_low"],
+                s["excess_cosine_high"], s["member_excess_cosine"], s["nonmember_excess_cosine"],
                 rec["served_attack"]["images_per_second"])
     return rec
 
@@ -58,9 +61,14 @@ def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> 
     run = client.create_run(exp_id, run_name=f"audit-{out.name}", tags={"lineage": rec["lineage"],
                             "passed": str(rec["verdict"]["passed"])})
     metrics = {f"served_{k}": v for k, v in rec["served_attack"]["summary"].items()}
-    metrics.update({f"in_process_{k}": v for k, v in rec.get("in_process_attack", {}).get("summary", {}).items()})
-    metrics.update(membership_auc=rec["membership"]["auc"], membership_advantage=rec["membership"]["advantage"],
+    for key, prefix in (("in_process_attack", "in_process"), ("own_decoder_attack", "own_decoder")):
+        metrics.update({f"{prefix}_{k}": v for k, v in rec.get(key, {}).get("summary", {}).items()})
+    m = rec["membership"]
+    metrics.update(membership_auc=m["auc"], membership_auc_low=m["auc_low"], membership_auc_high=m["auc_high"],
+                   membership_advantage=m["advantage"],
                    triton_images_per_second=rec["served_attack"]["images_per_second"])
+    for t in rec["verdict"]["tests"]:
+        metrics[f"test_{t['name']}_passed"] = float(t["passed"])
     eps = float(rec["privacy"]["epsilon"])
     if eps != float("inf"):
         metrics["epsilon"] = eps

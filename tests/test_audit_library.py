@@ -5,44 +5,93 @@ import json
 
 import pytest
 
-from mnist_etc.privacy.attacks.hill_climb import in_process_scorer
-from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
-from mnist_etc.privacy.audit_report import save_audit
 from mnist_etc.config import AttackConfig
 from mnist_etc.errors import UserError
+from mnist_etc.privacy.attacks.hill_climb import compiled
+from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
+from mnist_etc.privacy.audit_report import save_audit
 
-TINY_AUDIT = AuditConfig(attack=AttackConfig(victims=3, n_iter=30, n_samples=32, n_best=8), membership_samples=100)
+QUICK = AttackConfig(victims=50, n_iter=2, n_samples=32, n_best=8)
+TINY_AUDIT = AuditConfig(attack=QUICK, membership_samples=100)
 
 
-def test_audit_measures_saves_and_judges(tiny_model, tiny_split, tmp_path):
-    rec = run_audit(tiny_model, tiny_split, in_process_scorer(tiny_model.networks), TINY_AUDIT, progress=False)
+def synthetic(eps="inf", excess=(0.01, -0.02, 0.04), auc=(0.52, 0.48, 0.56)):
+    return {"privacy": {"epsilon": eps},
+            "served_attack": {"summary": {"excess_cosine": excess[0], "excess_cosine_low": excess[1],
+                                          "excess_cosine_high": excess[2]}},
+            "membership": {"auc": auc[0], "auc_low": auc[1], "auc_high": auc[2]}}
+
+
+def by_name(verdict):
+    return {t["name"]: t for t in verdict["tests"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_audit(tiny_model, tiny_split, tmp_path_factory):
+    return run_audit(tiny_model, tiny_split, compiled(tiny_model.networks.full_model()), TINY_AUDIT,
+                     progress=False, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_audit_measures_saves_and_judges(tiny_audit, tmp_path):
+    rec = tiny_audit
     # The same model scored two ways: the served-surface attack and the in-process one must agree exactly.
     assert rec["served_attack"]["summary"] == pytest.approx(rec["in_process_attack"]["summary"])
-    assert rec["served_attack"]["queries"] == 3 * 32 * 30
+    assert rec["served_attack"]["attack"] == "public-prior" and rec["own_decoder_attack"]["attack"] == "own-decoder"
+    assert rec["served_attack"]["summary"]["victims_per_group"] == 50
     rec.update(lineage="tiny", created="2026-11-27T00:00:00+00:00")
     rec["verdict"] = judge(rec, None, TINY_AUDIT)
-    assert rec["verdict"]["passed"] == (rec["served_attack"]["summary"]["direct_cosine"] <= 0.9)
+    # The tiny model is not private: the default policy fails it on epsilon, whatever else it measured.
+    assert not rec["verdict"]["passed"] and not by_name(rec["verdict"])["epsilon"]["passed"]
+    assert "epsilon = inf" in rec["verdict"]["reasons"][0]
+    allowed = judge(rec, None, AuditConfig(attack=QUICK, allow_non_private=True, leakage_bound=1.0))
+    assert by_name(allowed)["epsilon"]["passed"] and by_name(allowed)["excess_leakage"]["passed"]
     out = save_audit(rec, tmp_path / "2026-11-27T000000Z")
     saved = json.loads((out / "audit.json").read_text())
     assert saved["membership"]["n_members"] == 100 and (out / "grid.png").is_file()
-    assert "Membership inference" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| epsilon | inf |" in report and "FAIL" in report and "Membership inference" in report
+    assert "own-decoder in process" in report
     assert previous_audit(tmp_path, "tiny")["created"] == "2026-11-27T00:00:00+00:00"
     assert previous_audit(tmp_path, "other") is None
 
 
-def test_verdict_fails_on_bound_and_on_growth():
-    cfg = AuditConfig(leakage_bound=0.7, growth_margin=0.05)
-    now = {"served_attack": {"summary": {"direct_cosine": 0.75}}}
-    before = {"created": "yesterday", "served_attack": {"summary": {"direct_cosine": 0.6}}}
-    v = judge(now, before, cfg)
-    assert not v["passed"] and len(v["reasons"]) == 2
-    assert v["growth"] == pytest.approx(0.15)
-    ok = judge({"served_attack": {"summary": {"direct_cosine": 0.62}}}, before, cfg)
-    assert ok["passed"] and ok["reasons"] == []
+def test_each_gate_fails_on_its_own():
+    cfg = AuditConfig(max_epsilon=5.0, leakage_bound=0.05, membership_auc_bound=0.6, growth_margin=0.05)
+    ok = judge(synthetic(eps=3.0), None, cfg)
+    assert ok["passed"] and ok["reasons"] == [] and len(ok["tests"]) == 4
+    assert not by_name(judge(synthetic(eps=7.5), None, cfg))["epsilon"]["passed"]
+    assert not by_name(judge(synthetic(eps="inf"), None, cfg))["epsilon"]["passed"]
+    assert by_name(judge(synthetic(eps="inf"), None, AuditConfig(allow_non_private=True)))["epsilon"]["passed"]
+    leaky = judge(synthetic(eps=3.0, excess=(0.12, 0.07, 0.17)), None, cfg)
+    assert not leaky["passed"] and leaky["reasons"][0].startswith("excess_leakage:")
+    # An interval that only reaches over the bound is not a failure: the gate needs its low end above.
+    assert judge(synthetic(eps=3.0, excess=(0.05, 0.02, 0.08)), None, cfg)["passed"]
+    member = judge(synthetic(eps=3.0, auc=(0.7, 0.65, 0.75)), None, cfg)
+    assert not by_name(member)["membership"]["passed"]
+    before = dict(synthetic(eps=3.0, excess=(-0.08, -0.1, -0.06)), created="yesterday")
+    grown = judge(synthetic(eps=3.0), before, cfg)
+    assert not by_name(grown)["growth"]["passed"] and grown["growth"] == pytest.approx(0.09)
 
 
-def test_bad_audit_settings():
-    with pytest.raises(UserError, match="leakage_bound must be a cosine similarity in \\(0, 1\\]"):
-        AuditConfig(leakage_bound=1.5)
-    with pytest.raises(UserError, match="growth_margin"):
-        AuditConfig(growth_margin=-0.1)
+def test_old_format_previous_audits_are_tolerated(tmp_path):
+    old = tmp_path / "2026-01-01T000000Z"
+    old.mkdir()
+    (old / "audit.json").write_text(json.dumps({"lineage": "m", "created": "2026-01-01",
+                                                "served_attack": {"summary": {"direct_cosine": 0.7}}}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "audit.json").write_text("{not json")
+    previous = previous_audit(tmp_path, "m")
+    v = judge(synthetic(eps=1.0), previous, AuditConfig())
+    assert by_name(v)["growth"]["passed"] and v["growth"] is None
+
+
+@pytest.mark.parametrize("kwargs, sentence", [
+    (dict(leakage_bound=5.0), "leakage_bound must be an excess cosine in [-1, 2], got 5.0."),
+    (dict(growth_margin=-0.1), "growth_margin must be a number in [0, 2], got -0.1."),
+    (dict(membership_auc_bound=0.3), "membership_auc_bound must be an AUC in [0.5, 1], got 0.3."),
+    (dict(max_epsilon=float("inf")), "max_epsilon must be a finite number >= 0, got inf."),
+    (dict(attack=AttackConfig(victims=10)), "victims must be at least 50 per group"),
+])
+def test_bad_audit_policy(kwargs, sentence):
+    with pytest.raises(UserError, match=sentence.replace("[", "\\[").replace("(", "\\(").replace(".", "\\.")):
+        AuditConfig(**kwargs)

@@ -99,3 +99,16 @@ def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
         assert noise not in done.stderr, done.stderr
     assert "autoencoder epochs" in done.stderr  # the progress bar is there
     assert json.loads((out / "model.json").read_text())["config"]["ae_noise_multiplier"] == 1.0
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["audit", "--victims", "10"], "victims must be at least 50 per group"),
+    (["audit", "--leakage-bound", "5"], "leakage_bound must be an excess cosine in [-1, 2], got 5.0."),
+    (["audit", "--max-epsilon", "-1"], "max_epsilon must be a finite number >= 0, got -1.0."),
+    (["pipeline", "--audit-victims", "3"], "victims must be at least 50 per group"),
+])
+def test_bad_audit_policy_is_refused_before_any_flow_starts(argv, sentence, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert sentence in captured.err and "Traceback" not in captured.err
+    assert "prefect" not in (captured.out + captured.err).lower()  # refused before any flow run started

@@ -31,7 +31,8 @@ def test_pipeline_runs_every_stage_and_writes_one_summary(tmp_path):
     artifacts, repository = tmp_path / "artifacts", tmp_path / "repo"
     with prefect_test_harness():
         result = pipeline(space="search_spaces/audit.yaml", grid=str(grid), repository=str(repository),
-                          artifacts=str(artifacts), audit_victims=2, audit_n_iter=8, run="tiny")
+                          artifacts=str(artifacts), audit_victims=50, audit_n_iter=2, allow_non_private=True,
+                          leakage_bound=1.0, run="tiny")
     out = artifacts / "pipeline" / "tiny"
     assert result["audit_passed"] and result["summary"] == str(out / "summary.md")
     summary = (out / "summary.md").read_text()

@@ -1,60 +1,89 @@
-"""The privacy audit of a deployed model: what an outsider can learn from the served endpoint.
+"""The privacy audit of a deployed model: what it reveals, measured from outside, and a verdict that gates.
 
-Four measurements on one model (`run_audit`):
-- the epsilon statement of its training (from its model.json);
-- the hill-climbing reconstruction attack with candidate images scored by the *served* model (any
-  `Score` callable: in production a Triton client), so the audit attacks the deployed surface;
-- the same attack against the in-process model (the latent-space attack of the core library), for
-  comparison: both should agree if the served model is the trained one;
-- a loss-threshold membership-inference test (AUC, attacker advantage) through the served model.
+Measurements on one model (`run_audit`):
+- the epsilon of its training (from its model.json: PLD headline, RDP beside);
+- the public-prior reconstruction attack (an outsider) with every candidate scored by the *served* model
+  (any `Score` callable: in production a Triton client), on at least 50 training members and 50 held-out
+  non-members: excess cosine over the label-only baseline with a bootstrap 95% interval;
+- the same attacker in process (the served model must agree), and the own-decoder attack in process (what
+  an insider with the weights gets), for the record;
+- loss-threshold membership inference through the served model, AUC with a 95% interval.
 
-`judge` compares the result with a leakage bound and with the previous audit of the same lineage; the
-audit fails when leakage exceeds the bound or grew by more than the margin.
+`judge` runs the policy's tests (`AuditConfig`): each has a figure, a bound and a verdict; the audit passes
+only when every test passes.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_etc.privacy.attacks.hill_climb import Score, attack_model
 from mnist_etc.config import AttackConfig, to_dict
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
-from mnist_etc.privacy.membership import loss_threshold_attack
 from mnist_etc.model_store import StoredModel
+from mnist_etc.privacy.attacks.hill_climb import Score
+from mnist_etc.privacy.attacks.runner import AttackResult, attack_model, check_attack_inputs
+from mnist_etc.privacy.membership import loss_threshold_attack
+
+MIN_VICTIMS = 50   # per group: below this the excess interval is too wide to gate on
+
+
+def _number(name: str, value: Any, low: float, high: float, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise UserError(f"{name} must be {what}, got {value!r}.")
 
 
 @dataclass(frozen=True)
 class AuditConfig:
-    attack: AttackConfig = field(default_factory=lambda: AttackConfig(victims=4, n_iter=128, n_samples=128,
-                                                                      n_best=32))
+    """The audit policy: one home for its defaults (the flow, the CLI and the pipeline read them here)."""
+
+    attack: AttackConfig = field(default_factory=lambda: AttackConfig(
+        attack="public-prior", victims=MIN_VICTIMS, n_iter=8, n_samples=128, n_best=32))
+    max_epsilon: float = 10.0            # fail above this epsilon (PLD, whole model)
+    allow_non_private: bool = False      # epsilon = inf passes the epsilon test only when this is true
+    leakage_bound: float = 0.05          # fail when the excess cosine's 95% interval lies wholly above this
+    membership_auc_bound: float = 0.6    # fail when the membership AUC's 95% interval lies wholly above this
+    growth_margin: float = 0.05          # fail when the excess cosine grew by more than this since the last audit
     membership_samples: int = 500
-    leakage_bound: float = 0.9       # fail when the served attack's mean direct cosine exceeds this
-    growth_margin: float = 0.05      # fail when it grew by more than this since the previous audit
     compare_in_process: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.leakage_bound <= 1:
-            raise UserError(f"leakage_bound must be a cosine similarity in (0, 1], got {self.leakage_bound!r}.")
-        if not 0 <= self.growth_margin <= 1:
-            raise UserError(f"growth_margin must be a number in [0, 1], got {self.growth_margin!r}.")
+        if self.attack.victims < MIN_VICTIMS:
+            raise UserError(f"victims must be at least {MIN_VICTIMS} per group for the audit to gate on the "
+                            f"leakage interval, got {self.attack.victims}.")
+        _number("max_epsilon", self.max_epsilon, 0.0, 1e6, "a finite number >= 0")
+        if not isinstance(self.allow_non_private, bool):
+            raise UserError(f"allow_non_private must be true or false, got {self.allow_non_private!r}.")
+        _number("leakage_bound", self.leakage_bound, -1.0, 2.0, "an excess cosine in [-1, 2]")
+        _number("membership_auc_bound", self.membership_auc_bound, 0.5, 1.0, "an AUC in [0.5, 1]")
+        _number("growth_margin", self.growth_margin, 0.0, 2.0, "a number in [0, 2]")
         if isinstance(self.membership_samples, bool) or not isinstance(self.membership_samples, int) \
                 or self.membership_samples < 10:
             raise UserError(f"membership_samples must be an integer >= 10, got {self.membership_samples!r}.")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"attack": to_dict(self.attack), "membership_samples": self.membership_samples,
-                "leakage_bound": self.leakage_bound, "growth_margin": self.growth_margin,
-                "compare_in_process": self.compare_in_process}
+        return {"attack": to_dict(self.attack), "max_epsilon": self.max_epsilon,
+                "allow_non_private": self.allow_non_private, "leakage_bound": self.leakage_bound,
+                "membership_auc_bound": self.membership_auc_bound, "growth_margin": self.growth_margin,
+                "membership_samples": self.membership_samples, "compare_in_process": self.compare_in_process}
+
+
+def _attack_entry(result: AttackResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"attack": result.attack, "threat_model": result.threat_model, "summary": result.summary,
+            "label_baseline": result.baseline, "queries": result.queries, "seconds": result.seconds,
+            **(extra or {})}
 
 
 def run_audit(stored: StoredModel, split: DataSplit, served_score: Score, cfg: AuditConfig,
-              progress: bool = True) -> dict[str, Any]:
-    """Measure; returns the audit record (no verdict yet, see `judge`) and the served attack's images."""
+              progress: bool = True, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Measure; returns the audit record (no verdict yet, see `judge`) and the served attack's result."""
+    check_attack_inputs(split, cfg.attack)
     calls = {"images": 0, "seconds": 0.0}
 
     def counted(images):
@@ -64,45 +93,88 @@ def run_audit(stored: StoredModel, split: DataSplit, served_score: Score, cfg: A
         calls["images"] += len(images)
         return out
 
-    served = attack_model(stored.networks, split, cfg.attack, progress=progress, score=counted)
+    served = attack_model(stored.networks, split, cfg.attack, progress=progress, score=counted, cache_dir=cache_dir)
     record: dict[str, Any] = {
         "model_path": str(stored.path),
         "config": cfg.as_dict(),
         "privacy": stored.record["privacy"],
-        "served_attack": {"summary": served.summary, "baseline": served.baseline, "queries": served.queries,
-                          "seconds": served.seconds,
-                          "images_per_second": calls["images"] / max(calls["seconds"], 1e-9)},
+        "served_attack": _attack_entry(served, {
+            "images_per_second": calls["images"] / max(calls["seconds"], 1e-9)}),
     }
     if cfg.compare_in_process:
-        local = attack_model(stored.networks, split, cfg.attack, progress=progress)
-        record["in_process_attack"] = {"summary": local.summary, "seconds": local.seconds}
+        local = attack_model(stored.networks, split, cfg.attack, progress=progress, cache_dir=cache_dir)
+        record["in_process_attack"] = _attack_entry(local)
+        insider = attack_model(stored.networks, split, AttackConfig(**{**to_dict(cfg.attack), "attack": "own-decoder"}),
+                               progress=progress, cache_dir=cache_dir)
+        record["own_decoder_attack"] = _attack_entry(insider)
     record["membership"] = loss_threshold_attack(counted, split, n=cfg.membership_samples,
                                                  seed=cfg.attack.seed).as_dict()
     record["_served_result"] = served
     return record
 
 
-def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditConfig) -> dict[str, Any]:
-    leakage = record["served_attack"]["summary"]["direct_cosine"]
-    reasons = []
-    if leakage > cfg.leakage_bound:
-        reasons.append(f"leakage {leakage:.4f} exceeds the bound {cfg.leakage_bound:.4f}")
-    growth = None
-    if previous is not None:
-        growth = leakage - previous["served_attack"]["summary"]["direct_cosine"]
-        if growth > cfg.growth_margin:
-            reasons.append(f"leakage grew by {growth:.4f} since the audit of {previous['created']}, more than "
-                           f"the margin {cfg.growth_margin:.4f}")
-    return {"passed": not reasons, "reasons": reasons, "leakage": leakage, "growth": growth,
-            "previous": previous.get("created") if previous else None}
+def epsilon_of(record: dict[str, Any]) -> float:
+    """The record's epsilon as a float ("inf" in JSON is infinity)."""
+    try:
+        return float(record["privacy"]["epsilon"])
+    except (KeyError, TypeError, ValueError):
+        return math.inf
 
+
+def _test(name: str, figure: Any, bound: str, passed: bool, explanation: str) -> dict[str, Any]:
+    return {"name": name, "figure": figure, "bound": bound, "passed": bool(passed), "explanation": explanation}
+
+
+def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditConfig) -> dict[str, Any]:
+    """Every test of the policy with its figure, bound and verdict; passed only if all pass."""
+    tests = []
+    eps = epsilon_of(record)
+    if math.isinf(eps):
+        ok = cfg.allow_non_private
+        tests.append(_test("epsilon", "inf", f"<= {cfg.max_epsilon:g}" + (" (inf allowed)" if ok else ""), ok,
+                           "the model has a non-private stage (epsilon = inf)" + (
+                               ", which this policy allows" if ok else "; the policy does not allow that")))
+    else:
+        ok = eps <= cfg.max_epsilon
+        tests.append(_test("epsilon", eps, f"<= {cfg.max_epsilon:g}", ok,
+                           f"epsilon {eps:.3g} {'within' if ok else 'above'} the bound {cfg.max_epsilon:g}"))
+    s = record["served_attack"]["summary"]
+    low = s["excess_cosine_low"]
+    ok = low <= cfg.leakage_bound
+    tests.append(_test("excess_leakage", s["excess_cosine"], f"95% interval low end <= {cfg.leakage_bound:g}", ok,
+                       f"excess cosine over the label-only baseline {s['excess_cosine']:+.4f} "
+                       f"[{low:+.4f}, {s['excess_cosine_high']:+.4f}]: "
+                       + ("not shown to exceed the bound" if ok else f"the whole interval is above {cfg.leakage_bound:g}")))
+    m = record["membership"]
+    ok = m["auc_low"] <= cfg.membership_auc_bound
+    tests.append(_test("membership", m["auc"], f"95% interval low end <= {cfg.membership_auc_bound:g}", ok,
+                       f"membership AUC {m['auc']:.4f} [{m['auc_low']:.4f}, {m['auc_high']:.4f}]: "
+                       + ("not shown to exceed the bound" if ok else
+                          f"the whole interval is above {cfg.membership_auc_bound:g}")))
+    growth = None
+    before = ((previous or {}).get("served_attack") or {}).get("summary", {}).get("excess_cosine")
+    if before is None:
+        tests.append(_test("growth", None, f"<= {cfg.growth_margin:g}", True,
+                           "no earlier audit of this lineage with an excess-cosine figure to compare with"))
+    else:
+        growth = s["excess_cosine"] - float(before)
+        ok = growth <= cfg.growth_margin
+        tests.append(_test("growth", growth, f"<= {cfg.growth_margin:g}", ok,
+                           f"excess cosine changed by {growth:+.4f} since the audit of {previous.get('created')}"))
+    reasons = [f"{t['name']}: {t['explanation']}" for t in tests if not t["passed"]]
+    return {"passed": not reasons, "tests": tests, "reasons": reasons, "leakage": s["excess_cosine"],
+            "growth": growth, "previous": previous.get("created") if previous else None}
 
 
 def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
     """The few figures a caller (the flow's return value, the pipeline's summary) needs from an audit record."""
     v = rec["verdict"]
-    return {"passed": v["passed"], "leakage": v["leakage"], "growth": v["growth"], "report": rec["report_dir"],
-            "membership_auc": rec["membership"]["auc"], "epsilon": rec["privacy"]["epsilon"],
+    s = rec["served_attack"]["summary"]
+    m = rec["membership"]
+    return {"passed": v["passed"], "reasons": v["reasons"], "leakage": s["excess_cosine"],
+            "leakage_interval": [s["excess_cosine_low"], s["excess_cosine_high"]], "growth": v["growth"],
+            "report": rec["report_dir"], "membership_auc": m["auc"],
+            "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")], "epsilon": rec["privacy"]["epsilon"],
             "triton_images_per_second": rec["served_attack"]["images_per_second"]}
 
 
@@ -114,7 +186,7 @@ def previous_audit(audits_dir: Path, lineage: str) -> dict[str, Any] | None:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a damaged old report must not stop tonight's audit
-        if rec.get("lineage") == lineage:
+        if isinstance(rec, dict) and rec.get("lineage") == lineage and isinstance(rec.get("created"), str):
             found.append(rec)
     return max(found, key=lambda r: r["created"]) if found else None
 

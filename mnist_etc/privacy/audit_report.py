@@ -7,15 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic
-from mnist_etc.images import save_pair_grid
+from mnist_etc.privacy.attack_report import GRID_ROWS, save_grid
 
 AUDITS_DIR = Path("artifacts/audits")
+ATTACK_COLUMNS = (("served_attack", "public-prior through the served model"),
+                  ("in_process_attack", "public-prior in process"),
+                  ("own_decoder_attack", "own-decoder in process (insider)"))
 
 
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return "inf" if math.isinf(x) else f"{x:.4f}"
-    return str(x)
+    return "-" if x is None else str(x)
+
+
+def _interval(s: dict[str, float], key: str) -> str:
+    return f"{s[key]:+.4f} [{s[key + '_low']:+.4f}, {s[key + '_high']:+.4f}]"
 
 
 def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png") -> str:
@@ -28,27 +35,45 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png") -> str:
         + (f"; served as `{rec['served']['model']}` v{rec['served']['version']} at {rec['served']['url']}"
            if rec.get("served") else ""),
         f"- privacy of training: {rec['privacy']['statement']}",
-        f"- verdict: {'; '.join(v['reasons']) if v['reasons'] else 'leakage within bound and margin'}",
+        f"- verdict: {'; '.join(v['reasons']) if v['reasons'] else 'every test passed'}",
         "",
-        "| reconstruction score | served attack | in-process attack | random-code baseline |",
-        "| --- | --- | --- | --- |",
+        "| test | figure | bound | verdict | why |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    local = rec.get("in_process_attack", {}).get("summary", {})
-    for key, value in served["summary"].items():
-        lines.append(f"| {key} | {_fmt(value)} | {_fmt(local.get(key, '-'))} | {_fmt(served['baseline'][key])} |")
+    for t in v["tests"]:
+        lines.append(f"| {t['name']} | {_fmt(t['figure'])} | {t['bound']} | {'pass' if t['passed'] else 'FAIL'} | "
+                     f"{t['explanation']} |")
+    present = [(key, label) for key, label in ATTACK_COLUMNS if key in rec]
+    lines += ["", "| figure | " + " | ".join(label for _, label in present) + " |",
+              "| --- |" + " --- |" * len(present)]
+    rows = [("excess cosine over label-only [95%]", lambda s: _interval(s, "excess_cosine")),
+            ("members", lambda s: _interval(s, "member_excess_cosine")),
+            ("non-members", lambda s: _interval(s, "nonmember_excess_cosine")),
+            ("member - non-member gap", lambda s: _interval(s, "member_gap")),
+            ("cosine: attack / label-only / prior", lambda s: f"{s['direct_cosine']:.4f} / "
+             f"{s['label_baseline_cosine']:.4f} / {s['prior_baseline_cosine']:.4f}"),
+            ("identification rate (chance)", lambda s: f"{s['identification_rate']:.3f} "
+             f"({s['identification_chance']:.3f})"),
+            ("class match", lambda s: f"{s['class_match']:.3f}"),
+            ("SSIM", lambda s: f"{s['ssim']:.3f}")]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(rec[key]["summary"]) for key, _ in present) + " |")
     m = rec["membership"]
+    n = int(served["summary"]["victims_per_group"])
     lines += [
         "",
-        f"Hill climbing sent {served['queries']:,} images through the served model "
-        f"({served['images_per_second']:,.0f} images/s).",
+        f"{n} training members and {n} held-out non-members attacked; hill climbing sent {served['queries']:,} "
+        f"images through the served model ({served['images_per_second']:,.0f} images/s). The headline is the "
+        f"reconstruction's cosine to its victim minus that of the public class-mean image of the predicted "
+        f"class (what the label alone gives away); the member - non-member gap is the part DP-SGD bounds.",
         "",
         f"Membership inference (loss threshold, {m['n_members']} members vs {m['n_non_members']} held out): "
-        f"AUC {m['auc']:.4f}, attacker advantage {m['advantage']:.4f}.",
+        f"AUC {m['auc']:.4f} [{m['auc_low']:.4f}, {m['auc_high']:.4f}], attacker advantage {m['advantage']:.4f}.",
         "",
         f"Previous audit of this lineage: {v['previous'] or 'none'}"
-        + (f"; leakage change {v['growth']:+.4f}" if v["growth"] is not None else ""),
+        + (f"; excess cosine change {v['growth']:+.4f}" if v["growth"] is not None else ""),
         "",
-        f"![victims (top), reconstructions through the served model (middle), random codes (bottom)]({grid_name})",
+        f"![{GRID_ROWS}]({grid_name})",
     ]
     return "\n".join(lines) + "\n"
 
@@ -58,8 +83,7 @@ def save_audit(rec: dict[str, Any], out_dir: Path) -> Path:
     served = rec.pop("_served_result")
     rec.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     with staged_dir(out_dir) as tmp:
-        save_pair_grid(served.originals, served.reconstructions, tmp / "grid.png",
-                       extra_rows=[served.baseline_images])
+        save_grid(served, tmp / "grid.png")
         (tmp / "report.md").write_text(render_markdown(rec))
         write_json_atomic(tmp / "audit.json", rec)
     return out_dir
