@@ -7,12 +7,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mnist_etc.atomic import staged_dir, write_json_atomic
 from mnist_etc.config import to_dict
 from mnist_etc.images import save_pair_grid
 from mnist_etc.privacy.attacks.runner import AttackResult
 
-GRID_ROWS = "victims (members left, non-members right) / reconstructions / label-only baseline / attacker's prior"
+GRID_ROWS = "victims (10 members left, 10 non-members right) / reconstructions / label-only baseline / attacker's prior"
 
 
 def attack_record(result: AttackResult, model_path: Path | None, surface: str = "in-process") -> dict[str, Any]:
@@ -36,9 +38,15 @@ def attack_record(result: AttackResult, model_path: Path | None, surface: str = 
     }
 
 
+GRID_PER_GROUP = 10
+
+
 def save_grid(result: AttackResult, path: Path) -> None:
-    save_pair_grid(result.originals, result.reconstructions, path,
-                   extra_rows=[result.label_baseline_images, result.prior_baseline_images])
+    """The first `GRID_PER_GROUP` members and non-members (all victims are in attack.json)."""
+    member = result.victims.member
+    cols = np.concatenate([np.flatnonzero(member)[:GRID_PER_GROUP], np.flatnonzero(~member)[:GRID_PER_GROUP]])
+    save_pair_grid(result.originals[cols], result.reconstructions[cols], path,
+                   extra_rows=[result.label_baseline_images[cols], result.prior_baseline_images[cols]])
 
 
 def save_attack(result: AttackResult, out_dir: Path, model_path: Path | None = None,
