@@ -34,7 +34,7 @@ def build_decoder(hid_dim: int) -> tf.keras.Model:
 
 
 def build_classifier_head(hid_dim: int) -> tf.keras.Sequential:
-    """Linear (Dense-only) classifier on the code: the part tensorflow-privacy's fast clipping covers."""
+    """Linear (Dense-only) classifier on the code: DP-SGD clips it by ghost clipping (mnist_etc.privacy.dp_sgd)."""
     return tf.keras.Sequential([tf.keras.layers.Input((hid_dim,)), tf.keras.layers.Dense(N_CLASSES)],
                                name="classifier")
 

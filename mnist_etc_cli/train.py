@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an autoencoder and a linear classifier on its code, optionally "
                                      "with DP-SGD", description=(
         "Train the convolutional autoencoder, then a linear classifier on its frozen code. A noise "
-        "multiplier above 0 trains that stage with DP-SGD (tensorflow-privacy); epsilon is accounted with "
-        "dp_accounting. Writes weights, model.json and per-epoch example images to "
-        "artifacts/models/<name>/."))
+        "multiplier above 0 trains that stage with DP-SGD (Poisson sampling, per-example clipping, noise "
+        "from a secret source); epsilon is accounted with dp_accounting (PLD, RDP beside). Writes weights, "
+        "model.json and per-epoch example images to artifacts/models/<name>/."))
     add_config_options(p, TrainConfig, title="training")
     p.add_argument("--noise-multiplier", type=float, metavar="FLOAT",
                    help="DP-SGD noise multiplier of both stages (a per-stage option overrides it)")
