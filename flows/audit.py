@@ -34,7 +34,7 @@ class AuditFailed(RuntimeError):
     """A test of the audit policy failed: the flow run ends Failed."""
 
 
-_POLICY = AuditConfig()   # the defaults below come from the policy's one home
+DEFAULT_POLICY = AuditConfig()   # the defaults below come from the policy's one home
 
 
 def champion_uri(champion: str | None) -> str:
@@ -53,14 +53,14 @@ def lineage_of(uri: str) -> str:
     return uri.split(":/", 1)[-1].lstrip("/").split("@")[0].split("/")[0]
 
 
-def audit_policy(victims: int = _POLICY.attack.victims, n_iter: int = _POLICY.attack.n_iter,
-                 n_samples: int = _POLICY.attack.n_samples, n_best: int = _POLICY.attack.n_best, seed: int = 0,
-                 membership_samples: int = _POLICY.membership_samples, max_epsilon: float = _POLICY.max_epsilon,
-                 allow_non_private: bool = _POLICY.allow_non_private, leakage_bound: float = _POLICY.leakage_bound,
-                 membership_auc_bound: float = _POLICY.membership_auc_bound,
-                 growth_margin: float = _POLICY.growth_margin) -> AuditConfig:
+def audit_policy(victims: int = DEFAULT_POLICY.attack.victims, n_iter: int = DEFAULT_POLICY.attack.n_iter,
+                 n_samples: int = DEFAULT_POLICY.attack.n_samples, n_best: int = DEFAULT_POLICY.attack.n_best, seed: int = 0,
+                 membership_samples: int = DEFAULT_POLICY.membership_samples, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
+                 allow_non_private: bool = DEFAULT_POLICY.allow_non_private, leakage_bound: float = DEFAULT_POLICY.leakage_bound,
+                 membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
+                 growth_margin: float = DEFAULT_POLICY.growth_margin) -> AuditConfig:
     """The policy from flat parameters (flow, CLI, pipeline), validated with one sentence per bad value."""
-    attack = AttackConfig(**{**to_dict(_POLICY.attack), "victims": victims, "n_iter": n_iter,
+    attack = AttackConfig(**{**to_dict(DEFAULT_POLICY.attack), "victims": victims, "n_iter": n_iter,
                              "n_samples": n_samples, "n_best": n_best, "seed": seed})
     return AuditConfig(attack=attack, membership_samples=membership_samples, max_epsilon=max_epsilon,
                        allow_non_private=allow_non_private, leakage_bound=leakage_bound,
@@ -72,13 +72,13 @@ def audit_policy(victims: int = _POLICY.attack.victims, n_iter: int = _POLICY.at
                   "compare with the last audit; fail on epsilon, excess leakage, membership or growth.")
 def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None = None,
                   served_model: str = "mnist_etc", repository: str = "triton/model_repository",
-                  triton_url: str | None = None, victims: int = _POLICY.attack.victims,
-                  n_iter: int = _POLICY.attack.n_iter, n_samples: int = _POLICY.attack.n_samples,
-                  n_best: int = _POLICY.attack.n_best, seed: int = 0,
-                  membership_samples: int = _POLICY.membership_samples, max_epsilon: float = _POLICY.max_epsilon,
-                  allow_non_private: bool = _POLICY.allow_non_private, leakage_bound: float = _POLICY.leakage_bound,
-                  membership_auc_bound: float = _POLICY.membership_auc_bound,
-                  growth_margin: float = _POLICY.growth_margin, audits_dir: str = "artifacts/audits") -> dict[str, Any]:
+                  triton_url: str | None = None, victims: int = DEFAULT_POLICY.attack.victims,
+                  n_iter: int = DEFAULT_POLICY.attack.n_iter, n_samples: int = DEFAULT_POLICY.attack.n_samples,
+                  n_best: int = DEFAULT_POLICY.attack.n_best, seed: int = 0,
+                  membership_samples: int = DEFAULT_POLICY.membership_samples, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
+                  allow_non_private: bool = DEFAULT_POLICY.allow_non_private, leakage_bound: float = DEFAULT_POLICY.leakage_bound,
+                  membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
+                  growth_margin: float = DEFAULT_POLICY.growth_margin, audits_dir: str = "artifacts/audits") -> dict[str, Any]:
     logger = get_run_logger()
     # Validated at the edge, before the server starts or a single query is sent.
     cfg = audit_policy(victims, n_iter, n_samples, n_best, seed, membership_samples, max_epsilon, allow_non_private,

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.audit import _POLICY, audit_policy, lineage_of, privacy_audit
+from flows.audit import DEFAULT_POLICY, audit_policy, lineage_of, privacy_audit
 from flows.benchmark import benchmark
 from flows.export import export
 from flows.sweep import sweep
@@ -36,10 +36,10 @@ def _run_name() -> str:
       description="Sweep, export the champion, serve it on Triton, benchmark the serving config, audit privacy.")
 def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces/benchmark_smoke.yaml",
              trials: int | None = None, parallelism: int | None = None, served_model: str = "mnist_etc",
-             repository: str = "triton/model_repository", audit_victims: int = _POLICY.attack.victims,
-             audit_n_iter: int = _POLICY.attack.n_iter, max_epsilon: float = _POLICY.max_epsilon,
-             allow_non_private: bool = _POLICY.allow_non_private, leakage_bound: float = _POLICY.leakage_bound,
-             membership_auc_bound: float = _POLICY.membership_auc_bound, growth_margin: float = _POLICY.growth_margin,
+             repository: str = "triton/model_repository", audit_victims: int = DEFAULT_POLICY.attack.victims,
+             audit_n_iter: int = DEFAULT_POLICY.attack.n_iter, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
+             allow_non_private: bool = DEFAULT_POLICY.allow_non_private, leakage_bound: float = DEFAULT_POLICY.leakage_bound,
+             membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound, growth_margin: float = DEFAULT_POLICY.growth_margin,
              artifacts: str = "artifacts", run: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     validate_model_name(served_model)

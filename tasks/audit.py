@@ -1,6 +1,8 @@
 """Prefect tasks of the privacy audit: resolve the champion, attack the served endpoint, record, judge."""
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir:
 
 
 def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> str:
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     from mnist_etc.export_source import default_tracking_uri
@@ -60,20 +63,30 @@ def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> 
     exp_id = exp.experiment_id if exp else client.create_experiment("privacy-audit")
     run = client.create_run(exp_id, run_name=f"audit-{out.name}", tags={"lineage": rec["lineage"],
                             "passed": str(rec["verdict"]["passed"])})
-    metrics = {f"served_{k}": v for k, v in rec["served_attack"]["summary"].items()}
-    for key, prefix in (("in_process_attack", "in_process"), ("own_decoder_attack", "own_decoder")):
-        metrics.update({f"{prefix}_{k}": v for k, v in rec.get(key, {}).get("summary", {}).items()})
+    metrics: dict[str, float] = {}
+    for key, prefix in (("served_attack", "served"), ("in_process_attack", "in_process"),
+                        ("own_decoder_attack", "own_decoder")):
+        entry = rec.get(key, {})
+        metrics.update({f"{prefix}_{k}": v for k, v in entry.get("summary", {}).items()})
+        metrics.update({f"{prefix}_{k}": entry[k] for k in ("queries", "seconds", "images_per_second") if k in entry})
     m = rec["membership"]
     metrics.update(membership_auc=m["auc"], membership_auc_low=m["auc_low"], membership_auc_high=m["auc_high"],
                    membership_advantage=m["advantage"],
-                   triton_images_per_second=rec["served_attack"]["images_per_second"])
+                   triton_images_per_second=rec["served_attack"]["images_per_second"],
+                   audit_passed=float(rec["verdict"]["passed"]))
     for t in rec["verdict"]["tests"]:
         metrics[f"test_{t['name']}_passed"] = float(t["passed"])
-    eps = float(rec["privacy"]["epsilon"])
-    if eps != float("inf"):
-        metrics["epsilon"] = eps
-    for k, v in metrics.items():
-        client.log_metric(run.info.run_id, k, float(v))
+    if rec["verdict"]["growth"] is not None:
+        metrics["excess_cosine_growth"] = rec["verdict"]["growth"]
+    for k in ("epsilon", "epsilon_rdp"):
+        if k in rec["privacy"] and math.isfinite(float(rec["privacy"][k])):   # MLflow metrics cannot be inf
+            metrics[k] = float(rec["privacy"][k])
+    policy = rec["config"]
+    params = {**{f"attack_{k}": v for k, v in policy["attack"].items()},
+              **{k: v for k, v in policy.items() if k != "attack"}}
+    now = int(time.time() * 1000)
+    client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     params=[Param(k, str(v)) for k, v in params.items()])
     for f in ("audit.json", "report.md", "grid.png"):
         client.log_artifact(run.info.run_id, str(out / f))
     client.set_terminated(run.info.run_id, "FINISHED" if rec["verdict"]["passed"] else "FAILED")

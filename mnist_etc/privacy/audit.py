@@ -14,6 +14,7 @@ only when every test passes.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -22,15 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mnist_etc.config import AttackConfig, to_dict
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
-from mnist_etc.privacy.attacks.hill_climb import Score
+from mnist_etc.privacy.attacks.hill_climb import Score, compiled
 from mnist_etc.privacy.attacks.runner import AttackResult, attack_model, check_attack_inputs
 from mnist_etc.privacy.membership import loss_threshold_attack
 
 MIN_VICTIMS = 50   # per group: below this the excess interval is too wide to gate on
+SERVED_ATTACK = "public-prior"
 
 
 def _number(name: str, value: Any, low: float, high: float, what: str) -> None:
@@ -54,6 +58,13 @@ class AuditConfig:
     compare_in_process: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.attack, AttackConfig):
+            raise UserError(f"attack must be an AttackConfig, got {self.attack!r}.")
+        if self.attack.attack != SERVED_ATTACK:
+            # The leakage gate and its growth test are defined on the outsider's attack through the endpoint.
+            raise UserError(f"the audit's served attack must be {SERVED_ATTACK!r} (the outsider who sees only the "
+                            f"scores; the own-decoder attack runs beside it for the record), got "
+                            f"{self.attack.attack!r}.")
         if self.attack.victims < MIN_VICTIMS:
             raise UserError(f"victims must be at least {MIN_VICTIMS} per group for the audit to gate on the "
                             f"leakage interval, got {self.attack.victims}.")
@@ -66,48 +77,59 @@ class AuditConfig:
         if isinstance(self.membership_samples, bool) or not isinstance(self.membership_samples, int) \
                 or self.membership_samples < 10:
             raise UserError(f"membership_samples must be an integer >= 10, got {self.membership_samples!r}.")
+        if not isinstance(self.compare_in_process, bool):
+            raise UserError(f"compare_in_process must be true or false, got {self.compare_in_process!r}.")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"attack": to_dict(self.attack), "max_epsilon": self.max_epsilon,
-                "allow_non_private": self.allow_non_private, "leakage_bound": self.leakage_bound,
-                "membership_auc_bound": self.membership_auc_bound, "growth_margin": self.growth_margin,
-                "membership_samples": self.membership_samples, "compare_in_process": self.compare_in_process}
+        return to_dict(self)
 
 
-def _attack_entry(result: AttackResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+class CountedScore:
+    """A `Score` that counts the images it scores and the seconds spent scoring them (images/s of a surface)."""
+
+    def __init__(self, score: Score):
+        self.score, self.images, self.seconds = score, 0, 0.0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.score(images)
+        self.seconds += time.perf_counter() - t0
+        self.images += len(images)
+        return out
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def _attack_entry(result: AttackResult, scored: CountedScore) -> dict[str, Any]:
     return {"attack": result.attack, "threat_model": result.threat_model, "summary": result.summary,
             "label_baseline": result.baseline, "queries": result.queries, "seconds": result.seconds,
-            **(extra or {})}
+            "images_scored": scored.images, "images_per_second": scored.images_per_second}
 
 
 def run_audit(stored: StoredModel, split: DataSplit, served_score: Score, cfg: AuditConfig,
               progress: bool = True, cache_dir: Path | None = None) -> dict[str, Any]:
     """Measure; returns the audit record (no verdict yet, see `judge`) and the served attack's result."""
     check_attack_inputs(split, cfg.attack)
-    calls = {"images": 0, "seconds": 0.0}
-
-    def counted(images):
-        t0 = time.perf_counter()
-        out = served_score(images)
-        calls["seconds"] += time.perf_counter() - t0
-        calls["images"] += len(images)
-        return out
-
-    served = attack_model(stored.networks, split, cfg.attack, progress=progress, score=counted, cache_dir=cache_dir)
+    served_counted = CountedScore(served_score)
+    served = attack_model(stored.networks, split, cfg.attack, progress=progress, score=served_counted,
+                          cache_dir=cache_dir)
     record: dict[str, Any] = {
         "model_path": str(stored.path),
         "config": cfg.as_dict(),
         "privacy": stored.record["privacy"],
-        "served_attack": _attack_entry(served, {
-            "images_per_second": calls["images"] / max(calls["seconds"], 1e-9)}),
+        "served_attack": _attack_entry(served, served_counted),
     }
     if cfg.compare_in_process:
-        local = attack_model(stored.networks, split, cfg.attack, progress=progress, cache_dir=cache_dir)
-        record["in_process_attack"] = _attack_entry(local)
-        insider = attack_model(stored.networks, split, AttackConfig(**{**to_dict(cfg.attack), "attack": "own-decoder"}),
-                               progress=progress, cache_dir=cache_dir)
-        record["own_decoder_attack"] = _attack_entry(insider)
-    record["membership"] = loss_threshold_attack(counted, split, n=cfg.membership_samples,
+        in_process = compiled(stored.networks.full_model())
+        for key, attack_cfg in (("in_process_attack", cfg.attack),
+                                ("own_decoder_attack", dataclasses.replace(cfg.attack, attack="own-decoder"))):
+            counted = CountedScore(in_process)
+            result = attack_model(stored.networks, split, attack_cfg, progress=progress, score=counted,
+                                  cache_dir=cache_dir)
+            record[key] = _attack_entry(result, counted)
+    record["membership"] = loss_threshold_attack(served_score, split, n=cfg.membership_samples,
                                                  seed=cfg.attack.seed).as_dict()
     record["_served_result"] = served
     return record
@@ -125,6 +147,20 @@ def _test(name: str, figure: Any, bound: str, passed: bool, explanation: str) ->
     return {"name": name, "figure": figure, "bound": bound, "passed": bool(passed), "explanation": explanation}
 
 
+def comparable_excess(previous: Any, attack: str) -> float | None:
+    """The served excess cosine of an earlier audit record, or None when it has no comparable figure (an
+    old-format record measured raw cosine with another attack API; another attacker measures something else)."""
+    served = previous.get("served_attack") if isinstance(previous, dict) else None
+    summary = served.get("summary") if isinstance(served, dict) else None
+    if not isinstance(summary, dict) or served.get("attack") != attack:
+        return None
+    try:
+        value = float(summary["excess_cosine"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditConfig) -> dict[str, Any]:
     """Every test of the policy with its figure, bound and verdict; passed only if all pass."""
     tests = []
@@ -133,7 +169,8 @@ def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditCon
         ok = cfg.allow_non_private
         tests.append(_test("epsilon", "inf", f"<= {cfg.max_epsilon:g}" + (" (inf allowed)" if ok else ""), ok,
                            "the model has a non-private stage (epsilon = inf)" + (
-                               ", which this policy allows" if ok else "; the policy does not allow that")))
+                               ", which this policy allows" if ok else
+                               "; the policy does not allow that (allow_non_private is false)")))
     else:
         ok = eps <= cfg.max_epsilon
         tests.append(_test("epsilon", eps, f"<= {cfg.max_epsilon:g}", ok,
@@ -152,15 +189,17 @@ def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditCon
                        + ("not shown to exceed the bound" if ok else
                           f"the whole interval is above {cfg.membership_auc_bound:g}")))
     growth = None
-    before = ((previous or {}).get("served_attack") or {}).get("summary", {}).get("excess_cosine")
+    before = comparable_excess(previous, record["served_attack"].get("attack", SERVED_ATTACK))
     if before is None:
         tests.append(_test("growth", None, f"<= {cfg.growth_margin:g}", True,
-                           "no earlier audit of this lineage with an excess-cosine figure to compare with"))
+                           "no earlier audit of this lineage with an excess cosine of the same attacker to compare "
+                           "with" + (f" (the audit of {previous.get('created')} has none)" if previous else "")))
     else:
-        growth = s["excess_cosine"] - float(before)
+        growth = s["excess_cosine"] - before
         ok = growth <= cfg.growth_margin
         tests.append(_test("growth", growth, f"<= {cfg.growth_margin:g}", ok,
-                           f"excess cosine changed by {growth:+.4f} since the audit of {previous.get('created')}"))
+                           f"excess cosine changed by {growth:+.4f} since the audit of {previous.get('created')} "
+                           f"({'within' if ok else 'beyond'} the margin {cfg.growth_margin:g})"))
     reasons = [f"{t['name']}: {t['explanation']}" for t in tests if not t["passed"]]
     return {"passed": not reasons, "tests": tests, "reasons": reasons, "leakage": s["excess_cosine"],
             "growth": growth, "previous": previous.get("created") if previous else None}
@@ -171,10 +210,11 @@ def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
     v = rec["verdict"]
     s = rec["served_attack"]["summary"]
     m = rec["membership"]
-    return {"passed": v["passed"], "reasons": v["reasons"], "leakage": s["excess_cosine"],
-            "leakage_interval": [s["excess_cosine_low"], s["excess_cosine_high"]], "growth": v["growth"],
-            "report": rec["report_dir"], "membership_auc": m["auc"],
-            "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")], "epsilon": rec["privacy"]["epsilon"],
+    return {"passed": v["passed"], "reasons": v["reasons"],
+            "tests": [{k: t[k] for k in ("name", "figure", "bound", "passed")} for t in v["tests"]],
+            "leakage": s["excess_cosine"], "leakage_interval": [s["excess_cosine_low"], s["excess_cosine_high"]],
+            "growth": v["growth"], "report": rec["report_dir"], "membership_auc": m["auc"],
+            "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")], "epsilon": epsilon_of(rec),
             "triton_images_per_second": rec["served_attack"]["images_per_second"]}
 
 

@@ -25,6 +25,15 @@ def _interval(s: dict[str, float], key: str) -> str:
     return f"{s[key]:+.4f} [{s[key + '_low']:+.4f}, {s[key + '_high']:+.4f}]"
 
 
+def _epsilon(privacy: dict[str, Any]) -> str:
+    """PLD headline with the RDP bound beside it when the record has one ("inf" strings read as inf)."""
+    eps = float(privacy.get("epsilon", math.inf))
+    if math.isinf(eps):
+        return "inf"
+    rdp = privacy.get("epsilon_rdp")
+    return f"{eps:.3g}" + (f" (RDP bound {float(rdp):.3g})" if rdp is not None else "")
+
+
 def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png") -> str:
     v = rec["verdict"]
     served = rec["served_attack"]
@@ -34,7 +43,7 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png") -> str:
         f"- audited: {rec['created']}; model `{rec['model_path']}`"
         + (f"; served as `{rec['served']['model']}` v{rec['served']['version']} at {rec['served']['url']}"
            if rec.get("served") else ""),
-        f"- privacy of training: {rec['privacy']['statement']}",
+        f"- privacy of training: epsilon {_epsilon(rec['privacy'])}; {rec['privacy'].get('statement', '')}",
         f"- verdict: {'; '.join(v['reasons']) if v['reasons'] else 'every test passed'}",
         "",
         "| test | figure | bound | verdict | why |",
@@ -58,6 +67,10 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png") -> str:
             ("SSIM", lambda s: f"{s['ssim']:.3f}")]
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(rec[key]["summary"]) for key, _ in present) + " |")
+    for label, cell in (("queries of the search", lambda e: f"{e['queries']:,}"),
+                        ("seconds of the search", lambda e: f"{e['seconds']:.1f}"),
+                        ("images scored per second", lambda e: f"{e.get('images_per_second', 0):,.0f}")):
+        lines.append(f"| {label} | " + " | ".join(cell(rec[key]) for key, _ in present) + " |")
     m = rec["membership"]
     n = int(served["summary"]["victims_per_group"])
     lines += [
