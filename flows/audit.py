@@ -54,17 +54,21 @@ def lineage_of(uri: str) -> str:
 
 
 def audit_policy(victims: int = DEFAULT_POLICY.attack.victims, n_iter: int = DEFAULT_POLICY.attack.n_iter,
-                 n_samples: int = DEFAULT_POLICY.attack.n_samples, n_best: int = DEFAULT_POLICY.attack.n_best, seed: int = 0,
-                 membership_samples: int = DEFAULT_POLICY.membership_samples, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
-                 allow_non_private: bool = DEFAULT_POLICY.allow_non_private, leakage_bound: float = DEFAULT_POLICY.leakage_bound,
+                 n_samples: int = DEFAULT_POLICY.attack.n_samples, n_best: int = DEFAULT_POLICY.attack.n_best,
+                 seed: int = DEFAULT_POLICY.attack.seed, membership_samples: int = DEFAULT_POLICY.membership_samples,
+                 max_epsilon: float = DEFAULT_POLICY.max_epsilon,
+                 allow_non_private: bool = DEFAULT_POLICY.allow_non_private,
+                 leakage_bound: float = DEFAULT_POLICY.leakage_bound,
                  membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
-                 growth_margin: float = DEFAULT_POLICY.growth_margin) -> AuditConfig:
+                 growth_margin: float = DEFAULT_POLICY.growth_margin,
+                 compare_in_process: bool = DEFAULT_POLICY.compare_in_process) -> AuditConfig:
     """The policy from flat parameters (flow, CLI, pipeline), validated with one sentence per bad value."""
     attack = AttackConfig(**{**to_dict(DEFAULT_POLICY.attack), "victims": victims, "n_iter": n_iter,
                              "n_samples": n_samples, "n_best": n_best, "seed": seed})
     return AuditConfig(attack=attack, membership_samples=membership_samples, max_epsilon=max_epsilon,
                        allow_non_private=allow_non_private, leakage_bound=leakage_bound,
-                       membership_auc_bound=membership_auc_bound, growth_margin=growth_margin)
+                       membership_auc_bound=membership_auc_bound, growth_margin=growth_margin,
+                       compare_in_process=compare_in_process)
 
 
 @flow(name="privacy-audit", log_prints=True,
@@ -74,15 +78,19 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
                   served_model: str = "mnist_etc", repository: str = "triton/model_repository",
                   triton_url: str | None = None, victims: int = DEFAULT_POLICY.attack.victims,
                   n_iter: int = DEFAULT_POLICY.attack.n_iter, n_samples: int = DEFAULT_POLICY.attack.n_samples,
-                  n_best: int = DEFAULT_POLICY.attack.n_best, seed: int = 0,
-                  membership_samples: int = DEFAULT_POLICY.membership_samples, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
-                  allow_non_private: bool = DEFAULT_POLICY.allow_non_private, leakage_bound: float = DEFAULT_POLICY.leakage_bound,
+                  n_best: int = DEFAULT_POLICY.attack.n_best, seed: int = DEFAULT_POLICY.attack.seed,
+                  membership_samples: int = DEFAULT_POLICY.membership_samples,
+                  max_epsilon: float = DEFAULT_POLICY.max_epsilon,
+                  allow_non_private: bool = DEFAULT_POLICY.allow_non_private,
+                  leakage_bound: float = DEFAULT_POLICY.leakage_bound,
                   membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
-                  growth_margin: float = DEFAULT_POLICY.growth_margin, audits_dir: str = "artifacts/audits") -> dict[str, Any]:
+                  growth_margin: float = DEFAULT_POLICY.growth_margin,
+                  compare_in_process: bool = DEFAULT_POLICY.compare_in_process,
+                  audits_dir: str = "artifacts/audits") -> dict[str, Any]:
     logger = get_run_logger()
     # Validated at the edge, before the server starts or a single query is sent.
     cfg = audit_policy(victims, n_iter, n_samples, n_best, seed, membership_samples, max_epsilon, allow_non_private,
-                       leakage_bound, membership_auc_bound, growth_margin)
+                       leakage_bound, membership_auc_bound, growth_margin, compare_in_process)
     validate_model_name(served_model)
     uri = champion_uri(champion)
     source = resolve_source(mlflow_model=uri, tracking_uri=mlflow_tracking_uri)

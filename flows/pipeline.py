@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.audit import DEFAULT_POLICY, audit_policy, lineage_of, privacy_audit
+from flows.audit import DEFAULT_POLICY, AuditFailed, audit_policy, lineage_of, privacy_audit
 from flows.benchmark import benchmark
 from flows.export import export
 from flows.sweep import sweep
@@ -38,8 +38,10 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
              trials: int | None = None, parallelism: int | None = None, served_model: str = "mnist_etc",
              repository: str = "triton/model_repository", audit_victims: int = DEFAULT_POLICY.attack.victims,
              audit_n_iter: int = DEFAULT_POLICY.attack.n_iter, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
-             allow_non_private: bool = DEFAULT_POLICY.allow_non_private, leakage_bound: float = DEFAULT_POLICY.leakage_bound,
-             membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound, growth_margin: float = DEFAULT_POLICY.growth_margin,
+             allow_non_private: bool = DEFAULT_POLICY.allow_non_private,
+             leakage_bound: float = DEFAULT_POLICY.leakage_bound,
+             membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
+             growth_margin: float = DEFAULT_POLICY.growth_margin,
              artifacts: str = "artifacts", run: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     validate_model_name(served_model)
@@ -86,16 +88,17 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
                                     audits_dir=str(Path(artifacts) / "audits"), return_state=True)
         seconds["audit"] = time.perf_counter() - t
     audit = audit_state.result(raise_on_failure=False)
-    audit_failed = isinstance(audit, BaseException)
-    if audit_failed:
+    failure = audit if isinstance(audit, BaseException) else None
+    if failure is not None:
         from mnist_etc.privacy.audit import audit_summary, previous_audit
 
-        # A failed audit has still written its record (the newest of its lineage): summarise that one.
-        rec = previous_audit(Path(artifacts) / "audits", lineage_of(champion)) if champion else None
-        error = str(audit)
+        # An audit that failed its tests has still written its record (the newest of its lineage): summarise
+        # that one. An audit that broke wrote none, and an older record must not stand in for it.
+        rec = (previous_audit(Path(artifacts) / "audits", lineage_of(champion))
+               if champion and isinstance(failure, AuditFailed) else None)
         audit = audit_summary(rec) if rec else {"passed": False, "leakage": None, "membership_auc": None,
                                                 "triton_images_per_second": 0.0, "report": None}
-        audit["error"] = error
+        audit["error"] = str(failure)
     markdown = render_summary(run, swept, exported, served, bench, audit, seconds)
     audit_grid = str(Path(audit["report"]) / "grid.png") if audit.get("report") else None
     out = save_pipeline_summary(Path(artifacts) / PIPELINE_DIR.name / run, markdown,
@@ -107,8 +110,10 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
     create_markdown_artifact(key="pipeline-summary", markdown=markdown, description=f"Pipeline {run}: {out}")
     print(markdown)
     print(f"summary and plots: {out}/summary.md")
-    if audit_failed:
-        raise RuntimeError(f"the privacy audit failed: {audit['error']}")
+    if isinstance(failure, AuditFailed):
+        raise AuditFailed(f"the privacy audit failed: {failure}")
+    if failure is not None:
+        raise RuntimeError(f"the privacy audit did not finish: {failure}") from failure
     return {"run": run, "summary": str(out / "summary.md"), "seconds": seconds, "audit_passed": audit["passed"]}
 
 

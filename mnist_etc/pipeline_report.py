@@ -22,6 +22,7 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
                    bench: dict[str, Any], audit: dict[str, Any], seconds: dict[str, float]) -> str:
     w = sweep.get("winner") or {}
     b = bench.get("summary", {})
+    auc_interval = audit.get("membership_auc_interval")
     lines = [
         f"# mnist-etc pipeline {run}",
         "",
@@ -43,7 +44,9 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
         f"{': ' + '; '.join(audit.get('reasons') or []) if audit.get('reasons') else ''}; epsilon "
         f"{_num(audit.get('epsilon'), '.3g')}, excess leakage {_num(audit['leakage'], '+.4f')}"
         f"{' [%+.4f, %+.4f]' % tuple(audit['leakage_interval']) if audit.get('leakage_interval') else ''}, "
-        f"membership AUC {_num(audit['membership_auc'])}, {_num(audit.get('triton_images_per_second'), ',.0f')} "
+        f"membership AUC {_num(audit['membership_auc'])}"
+        f"{' [%.4f, %.4f]' % tuple(auc_interval) if auc_interval and None not in auc_interval else ''}, "
+        f"{_num(audit.get('triton_images_per_second'), ',.0f')} "
         f"attack images/s through Triton | {seconds['audit']:.0f} |",
         "",
     ]

@@ -72,11 +72,16 @@ def policy_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    from flows.audit import AuditFailed
     from flows.pipeline import pipeline
 
     kw = policy_kwargs(args, prefix="audit_")
-    pipeline(space=args.space, grid=args.grid, trials=args.trials, parallelism=args.parallelism, run=args.run,
-             audit_victims=kw.pop("victims"), audit_n_iter=kw.pop("n_iter"), **kw)
+    try:
+        pipeline(space=args.space, grid=args.grid, trials=args.trials, parallelism=args.parallelism, run=args.run,
+                 audit_victims=kw.pop("victims"), audit_n_iter=kw.pop("n_iter"), **kw)
+    except AuditFailed as exc:
+        print(f"mnist-etc pipeline: FAILED: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,7 +8,7 @@ import pytest
 from mnist_etc.config import AttackConfig
 from mnist_etc.errors import UserError
 from mnist_etc.privacy.attacks.hill_climb import compiled
-from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
+from mnist_etc.privacy.audit import AuditConfig, audit_summary, judge, previous_audit, run_audit
 from mnist_etc.privacy.audit_report import save_audit
 
 QUICK = AttackConfig(victims=50, n_iter=2, n_samples=32, n_best=8)
@@ -17,7 +17,8 @@ TINY_AUDIT = AuditConfig(attack=QUICK, membership_samples=100)
 
 def synthetic(eps="inf", excess=(0.01, -0.02, 0.04), auc=(0.52, 0.48, 0.56)):
     return {"privacy": {"epsilon": eps},
-            "served_attack": {"summary": {"excess_cosine": excess[0], "excess_cosine_low": excess[1],
+            "served_attack": {"attack": "public-prior",
+                              "summary": {"excess_cosine": excess[0], "excess_cosine_low": excess[1],
                                           "excess_cosine_high": excess[2]}},
             "membership": {"auc": auc[0], "auc_low": auc[1], "auc_high": auc[2]}}
 
@@ -38,6 +39,8 @@ def test_audit_measures_saves_and_judges(tiny_audit, tmp_path):
     assert rec["served_attack"]["summary"] == pytest.approx(rec["in_process_attack"]["summary"])
     assert rec["served_attack"]["attack"] == "public-prior" and rec["own_decoder_attack"]["attack"] == "own-decoder"
     assert rec["served_attack"]["summary"]["victims_per_group"] == 50
+    for key in ("served_attack", "in_process_attack", "own_decoder_attack"):
+        assert rec[key]["images_per_second"] > 0 and rec[key]["images_scored"] >= rec[key]["queries"] > 0
     rec.update(lineage="tiny", created="2026-11-27T00:00:00+00:00")
     rec["verdict"] = judge(rec, None, TINY_AUDIT)
     # The tiny model is not private: the default policy fails it on epsilon, whatever else it measured.
@@ -50,7 +53,11 @@ def test_audit_measures_saves_and_judges(tiny_audit, tmp_path):
     assert saved["membership"]["n_members"] == 100 and (out / "grid.png").is_file()
     report = (out / "report.md").read_text()
     assert "| epsilon | inf |" in report and "FAIL" in report and "Membership inference" in report
-    assert "own-decoder in process" in report
+    assert "own-decoder in process" in report and "images scored per second" in report
+    assert "privacy of training: epsilon inf;" in report
+    summary = audit_summary(saved | {"report_dir": str(out)})
+    assert summary["epsilon"] == float("inf") and not summary["passed"]  # "inf" in JSON reads back as inf
+    assert [t["name"] for t in summary["tests"]] == ["epsilon", "excess_leakage", "membership", "growth"]
     assert previous_audit(tmp_path, "tiny")["created"] == "2026-11-27T00:00:00+00:00"
     assert previous_audit(tmp_path, "other") is None
 
@@ -83,6 +90,19 @@ def test_old_format_previous_audits_are_tolerated(tmp_path):
     previous = previous_audit(tmp_path, "m")
     v = judge(synthetic(eps=1.0), previous, AuditConfig())
     assert by_name(v)["growth"]["passed"] and v["growth"] is None
+    assert "2026-01-01 has none" in by_name(v)["growth"]["explanation"]
+
+
+@pytest.mark.parametrize("previous", [
+    {"created": "a", "served_attack": None},
+    {"created": "b", "served_attack": {"summary": None}},
+    {"created": "c", "served_attack": {"attack": "public-prior", "summary": {"excess_cosine": "nan"}}},
+    {"created": "d", "served_attack": {"attack": "own-decoder", "summary": {"excess_cosine": -0.3}}},
+    {"created": "e", "served_attack": {"summary": {"excess_cosine": -0.3}}},  # no attacker named: not comparable
+])
+def test_growth_is_skipped_without_a_comparable_previous_figure(previous):
+    v = judge(synthetic(eps=1.0), previous, AuditConfig())
+    assert v["passed"] and v["growth"] is None and v["previous"] == previous["created"]
 
 
 @pytest.mark.parametrize("kwargs, sentence", [
@@ -91,6 +111,11 @@ def test_old_format_previous_audits_are_tolerated(tmp_path):
     (dict(membership_auc_bound=0.3), "membership_auc_bound must be an AUC in [0.5, 1], got 0.3."),
     (dict(max_epsilon=float("inf")), "max_epsilon must be a finite number >= 0, got inf."),
     (dict(attack=AttackConfig(victims=10)), "victims must be at least 50 per group"),
+    (dict(attack=AttackConfig(attack="own-decoder", victims=50)),
+     "the audit's served attack must be 'public-prior' (the outsider"),
+    (dict(allow_non_private="yes"), "allow_non_private must be true or false, got 'yes'."),
+    (dict(compare_in_process=1), "compare_in_process must be true or false, got 1."),
+    (dict(membership_samples=5), "membership_samples must be an integer >= 10, got 5."),
 ])
 def test_bad_audit_policy(kwargs, sentence):
     with pytest.raises(UserError, match=sentence.replace("[", "\\[").replace("(", "\\(").replace(".", "\\.")):

@@ -41,3 +41,17 @@ def test_unknown_keys_are_named():
 def test_defaults_are_valid():
     assert TrainConfig().hid_dim == 32 and not TrainConfig().ae_private
     assert AttackConfig().n_iter == 8 and AttackConfig().attack == "public-prior"
+
+
+def test_bool_fields_become_flags_and_dp_defaults_are_safe():
+    import argparse
+
+    from mnist_etc_cli.options import add_config_options, config_from_args
+
+    assert TrainConfig().delta == 1e-5 and TrainConfig().insecure_seeded_dp is False
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, TrainConfig)
+    assert config_from_args(TrainConfig, parser.parse_args([])).insecure_seeded_dp is False
+    assert config_from_args(TrainConfig, parser.parse_args(["--insecure-seeded-dp"])).insecure_seeded_dp is True
+    with pytest.raises(UserError, match="insecure_seeded_dp must be true or false, got 'yes'"):
+        TrainConfig(insecure_seeded_dp="yes")

@@ -1,5 +1,6 @@
 """Epsilon of the mechanism that trains: accounting checked against independent dp_accounting computations,
 and the DP-SGD step checked for the properties the accounting assumes (sensitivity, sampling, normalisation)."""
+import dataclasses
 import math
 
 import dp_accounting
@@ -42,8 +43,9 @@ def test_per_example_epsilon_matches_an_independent_pld_computation_to_one_perce
 
 
 def test_microbatches_are_accounted_at_half_the_noise():
-    """16 microbatches of 4: sensitivity 2C, so epsilon is that of sigma / 2 = 0.55 (the issue's figures:
-    RDP about 19.6 and PLD about 17.1 at delta 1/n where the old code said 3.35)."""
+    """16 microbatches of 4: sensitivity 2C, so epsilon is that of sigma / 2 = 0.55. The issue's figures
+    (RDP about 19.6, PLD about 17.1, where the old code said 3.35) hold at delta = 1/n, the old default;
+    at the default delta 1e-5 they are RDP 23.7 and PLD 21.2 (per-example: 4.16 and 3.79)."""
     n, batch, epochs = 3500, 64, 30
     cfg = TrainConfig(ae_epochs=epochs, batch_size=batch, ae_noise_multiplier=1.1, clf_noise_multiplier=1.1,
                       microbatches=16, delta=1 / n * 0.999)
@@ -56,6 +58,10 @@ def test_microbatches_are_accounted_at_half_the_noise():
     assert ours.ae_epsilon_rdp == pytest.approx(r.get_epsilon(cfg.delta), rel=1e-6)
     assert ours.ae_epsilon_rdp == pytest.approx(19.6, abs=0.3) and ours.ae_epsilon == pytest.approx(17.1, abs=0.3)
     assert "half the configured" in ours.statement()
+    at_default = privacy_report(dataclasses.replace(cfg, delta=1e-5), n)
+    assert at_default.ae_epsilon == pytest.approx(independent_pld(0.55, batch / n, steps, 1e-5), rel=0.01)
+    assert at_default.ae_epsilon_rdp == pytest.approx(23.7, abs=0.3)
+    assert at_default.ae_epsilon == pytest.approx(21.2, abs=0.3)
     per_example = privacy_report(TrainConfig(ae_epochs=epochs, batch_size=batch, ae_noise_multiplier=1.1,
                                              delta=cfg.delta), n)
     assert per_example.ae_epsilon_rdp == pytest.approx(3.35, abs=0.1)
@@ -141,6 +147,26 @@ def test_poisson_batches_vary_and_updates_are_normalised_by_the_expected_size():
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_microbatch_updates_are_normalised_by_the_number_of_microbatches():
+    tf.keras.utils.set_random_seed(5)
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+    dp = _tiny_dp(model, xent_per_example, microbatches=5, batch=20, clip=0.1, seed=5)
+    rng = np.random.default_rng(6)
+    x_all, y_all = rng.normal(size=(200, 4)).astype(np.float32), rng.integers(0, 3, 200)
+    before = [w.copy() for w in model.get_weights()]
+    state = dp.rng.bit_generator.state
+    idx = dp.sample(200)
+    dp.noise()                     # step draws the sample, the noise, then the microbatch assignment
+    sums = dp.clipped_sum(x_all[idx], y_all[idx])
+    assert np.linalg.norm(_flat(sums)) <= 5 * 0.1 + 1e-6   # at most M clipped microbatch means
+    dp.rng.bit_generator.state = state
+    dp.step(x_all, y_all)
+    for got, b, g in zip(model.get_weights(), before, sums):
+        np.testing.assert_allclose(got, b - g / 5, atol=1e-6)
+    with pytest.raises(ValueError, match="ghost clipping needs"):
+        _tiny_dp(build_classifier_head(4), mse_per_example, path="ghost")
+
+
 def test_dp_randomness_is_secret_unless_the_insecure_seed_is_asked_for():
     a, how = dp_rng(None)
     b, _ = dp_rng(None)
@@ -149,7 +175,9 @@ def test_dp_randomness_is_secret_unless_the_insecure_seed_is_asked_for():
     d, _ = dp_rng(7)
     assert "INSECURE" in how_c and c.random() == d.random()
     report = privacy_report(TrainConfig(ae_noise_multiplier=1.0, clf_noise_multiplier=1.0), 3500, how_c)
-    assert "NO real guarantee" in report.statement()
+    assert "NO real guarantee" in report.statement() and "secret source" not in report.statement()
+    secret = privacy_report(TrainConfig(ae_noise_multiplier=1.0, clf_noise_multiplier=1.0), 3500, how)
+    assert "sampling and noise from a secret source" in secret.statement()
 
 
 def test_encoder_layers_used_by_dp_training_have_per_example_gradients():

@@ -507,6 +507,20 @@ def test_study_checks(tmp_path):
         pass
 
 
+def test_preflight_refuses_a_delta_of_one_over_n_or_more_fixed_or_searched(tmp_path):
+    from mnist_etc.sweep.orchestrator import preflight
+
+    space = load_search_space(write_space(tmp_path, "delta"))
+    preflight(space)  # the default 1e-5 is below 1/300
+    with pytest.raises(UserError, match=r"delta 0.01 is not below 1/n = 0.00333 for the 300 training examples"):
+        preflight(dataclasses.replace(space, fixed={**space.fixed, "delta": 0.01}))
+    searched = write_space(tmp_path, "searched-delta")
+    searched.write_text(searched.read_text().replace(
+        "params:\n", "params:\n  delta: {type: float, low: 1.0e-6, high: 0.01, log: true}\n"))
+    with pytest.raises(UserError, match=r"delta 0.01 is not below 1/n"):
+        preflight(load_search_space(searched))
+
+
 def test_winner_policy_and_pareto_front():
     import math
 

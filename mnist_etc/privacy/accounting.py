@@ -86,10 +86,12 @@ class PrivacyReport:
                 f"PLD accounting of Poisson-sampled DP-SGD (RDP bound {self.epsilon_rdp:.3g}; autoencoder eps "
                 f"{self.ae_epsilon:.3g}, classifier eps {self.clf_epsilon:.3g})")
         if self.microbatch_size > 1:
-            text += (f"; microbatches of {self.microbatch_size} examples move a clipped gradient by up to 2C, so "
-                     f"the accountant used noise multipliers {self.ae_effective_noise:g} / "
-                     f"{self.clf_effective_noise:g} (half the configured ones)")
-        if self.randomness != SECRET:
+            text += (f"; microbatches of {self.microbatch_size} examples on average move a clipped gradient by up "
+                     f"to 2C, so the accountant used noise multipliers {self.ae_effective_noise:g} (autoencoder) / "
+                     f"{self.clf_effective_noise:g} (classifier), half the configured ones")
+        if self.randomness == SECRET:
+            text += "; sampling and noise from a secret source (OS entropy)"
+        else:
             text += f"; DP randomness {self.randomness}: NO real guarantee"
         return text + "."
 

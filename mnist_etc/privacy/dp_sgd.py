@@ -127,6 +127,9 @@ class DPSGD:
             dense = [layer for layer in self.model.layers if isinstance(layer, tf.keras.layers.Dense)]
             if len(self.model.layers) != 1 or len(dense) != 1 or self.microbatches is not None:
                 raise ValueError("ghost clipping needs a model made of one Dense layer and no microbatches")
+            # clipped_sum_ghost_dense derives the output gradients of softmax cross-entropy on linear logits.
+            if self.loss is not xent_per_example or dense[0].activation is not tf.keras.activations.linear:
+                raise ValueError("ghost clipping needs a linear Dense layer trained with xent_per_example")
             self._dense = dense[0]
         # reduce_retracing: realised batch sizes vary, so one trace generalises over the batch dimension.
         self._sum = tf.function(self._clipped_sum, reduce_retracing=True)

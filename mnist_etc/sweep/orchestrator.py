@@ -93,7 +93,8 @@ def preflight(space: SearchSpace) -> None:
         raise UserError(f"{space.source}: attack: {exc}") from None
     searched = [v for p in space.params if p.name == "batch_size" for v in p.extremes()]
     batch_sizes = searched or [space.fixed.get("batch_size", TrainConfig().batch_size)]
-    delta = space.fixed.get("delta", TrainConfig().delta)
+    deltas = [v for p in space.params if p.name == "delta" for v in p.extremes()]
+    delta = max(deltas or [space.fixed.get("delta", TrainConfig().delta)])
     if delta >= 1.0 / split.n_train:
         raise UserError(f"{space.source}: delta {delta:g} is not below 1/n = {1.0 / split.n_train:.3g} for the "
                         f"{split.n_train} training examples; lower it (default 1e-5).")
