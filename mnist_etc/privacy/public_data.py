@@ -48,16 +48,16 @@ def nonmember_pool(split: DataSplit) -> np.ndarray:
     return np.arange(len(split.y_test) // 2)
 
 
-def _row_hashes(x: np.ndarray) -> set[bytes]:
+def _row_digests(x: np.ndarray) -> list[bytes]:
+    """One digest per image of its 8-bit pixels (what 'the same digit' means here)."""
     flat = np.round(x.reshape(len(x), -1) * 255).astype(np.uint8)
-    return {hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in flat}
+    return [hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in flat]
 
 
 def overlap_count(public_x: np.ndarray, train_x: np.ndarray) -> int:
     """How many public digits are pixel-for-pixel training digits."""
-    train = _row_hashes(train_x)
-    flat = np.round(public_x.reshape(len(public_x), -1) * 255).astype(np.uint8)
-    return sum(hashlib.blake2b(row.tobytes(), digest_size=12).digest() in train for row in flat)
+    train = set(_row_digests(train_x))
+    return sum(d in train for d in _row_digests(public_x))
 
 
 def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:

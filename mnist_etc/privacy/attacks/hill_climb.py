@@ -100,6 +100,13 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
     return ClimbResult(best_code.astype(np.float32), best_img, best_dist, mean_img, iterations, queries)
 
 
+def decode_prior_samples(decode: Decode, prior_mean: np.ndarray, prior_var: np.ndarray, n: int,
+                         seed: int) -> np.ndarray:
+    """Images decoded from `n` codes drawn from the Gaussian prior: the no-information floor of an attacker."""
+    z = prior_mean + np.sqrt(prior_var) * np.random.default_rng(seed).standard_normal((n, len(prior_mean)))
+    return decode(z.astype(np.float32))
+
+
 def compiled(model: tf.keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return lambda x: run(tf.constant(x, tf.float32)).numpy()

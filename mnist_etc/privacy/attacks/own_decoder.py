@@ -7,7 +7,7 @@ import numpy as np
 from mnist_etc.config import AttackConfig
 from mnist_etc.errors import UserError
 from mnist_etc.privacy.attacks.base import Attack, AttackContext
-from mnist_etc.privacy.attacks.hill_climb import ClimbResult, Score, compiled, hill_climb
+from mnist_etc.privacy.attacks.hill_climb import ClimbResult, Score, compiled, decode_prior_samples, hill_climb
 
 
 class OwnDecoderAttack(Attack):
@@ -33,6 +33,4 @@ class OwnDecoderAttack(Attack):
         return hill_climb(self._decode, score, target_logits, self.prior_mean, self.prior_var, cfg, progress)
 
     def prior_samples(self, n: int, seed: int) -> np.ndarray:
-        z = self.prior_mean + np.sqrt(self.prior_var) * np.random.default_rng(seed).standard_normal(
-            (n, len(self.prior_mean)))
-        return self._decode(z.astype(np.float32))
+        return decode_prior_samples(self._decode, self.prior_mean, self.prior_var, n, seed)

@@ -16,7 +16,8 @@ import numpy as np
 
 from mnist_etc.config import AttackConfig
 from mnist_etc.privacy.attacks.base import Attack, AttackContext
-from mnist_etc.privacy.attacks.hill_climb import ClimbResult, Score, compiled, hill_climb, log_softmax
+from mnist_etc.privacy.attacks.hill_climb import (ClimbResult, Score, compiled, decode_prior_samples, hill_climb,
+                                                  log_softmax)
 from mnist_etc.privacy.public_data import PublicDigits
 from mnist_etc.privacy.public_models import ATTACKER, PublicAutoencoder, public_autoencoder
 
@@ -54,6 +55,4 @@ class PublicPriorAttack(Attack):
         return dataclasses.replace(climb, queries=climb.queries + len(self.public.y))
 
     def prior_samples(self, n: int, seed: int) -> np.ndarray:
-        m = self.model
-        z = m.prior_mean + np.sqrt(m.prior_var) * np.random.default_rng(seed).standard_normal((n, len(m.prior_mean)))
-        return self._decode(z.astype(np.float32))
+        return decode_prior_samples(self._decode, self.model.prior_mean, self.model.prior_var, n, seed)
