@@ -42,12 +42,15 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
              leakage_bound: float = DEFAULT_POLICY.leakage_bound,
              membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
              growth_margin: float = DEFAULT_POLICY.growth_margin,
+             canary_audit: bool | None = DEFAULT_POLICY.canary_audit, canaries: int = DEFAULT_POLICY.canary.canaries,
+             canary_confidence: float = DEFAULT_POLICY.canary.confidence,
              artifacts: str = "artifacts", run: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     validate_model_name(served_model)
     audit_policy(victims=audit_victims, n_iter=audit_n_iter, max_epsilon=max_epsilon,
                  allow_non_private=allow_non_private, leakage_bound=leakage_bound,
-                 membership_auc_bound=membership_auc_bound, growth_margin=growth_margin)  # checked before the sweep
+                 membership_auc_bound=membership_auc_bound, growth_margin=growth_margin, canary_audit=canary_audit,
+                 canaries=canaries, canary_confidence=canary_confidence)  # checked before the sweep
     run = run or _run_name()
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -84,7 +87,8 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
                                     triton_url=server.grpc_url, victims=audit_victims, n_iter=audit_n_iter,
                                     max_epsilon=max_epsilon, allow_non_private=allow_non_private,
                                     leakage_bound=leakage_bound, membership_auc_bound=membership_auc_bound,
-                                    growth_margin=growth_margin,
+                                    growth_margin=growth_margin, canary_audit=canary_audit, canaries=canaries,
+                                    canary_confidence=canary_confidence,
                                     audits_dir=str(Path(artifacts) / "audits"), return_state=True)
         seconds["audit"] = time.perf_counter() - t
     audit = audit_state.result(raise_on_failure=False)

@@ -18,6 +18,7 @@ VERB_MODULES = [
     "mnist_etc_cli.serving",
     "mnist_etc_cli.benchmark",
     "mnist_etc_cli.pipeline",
+    "mnist_etc_cli.audit_dp",
 ]
 
 

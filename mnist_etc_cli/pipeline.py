@@ -26,10 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=(
         "Run the Prefect flow `privacy-audit`: the public-prior reconstruction attack through the served Triton "
         "model on training members and held-out non-members, the in-process and own-decoder attacks for the "
-        "record, loss-threshold membership inference, the epsilon statement, and a comparison with the previous "
-        "audit. Exits 1 when any test fails: epsilon infinite (unless --allow-non-private) or above "
-        "--max-epsilon; the excess leakage's 95%% interval wholly above --leakage-bound; the membership AUC's "
-        "interval wholly above --membership-auc-bound; growth beyond --growth-margin. Report under "
+        "record, confidence-threshold membership inference with its statistics, the epsilon statement, and a comparison with the previous "
+        "audit, and (for a DP champion) the one-run canary audit. Exits 1 when any test fails: epsilon infinite "
+        "(unless --allow-non-private) or above --max-epsilon; the excess leakage's 95%% interval wholly above "
+        "--leakage-bound; the membership AUC's interval wholly above --membership-auc-bound; the canary audit's "
+        "epsilon_lb above the accounted epsilon; growth beyond --growth-margin. Report under "
         "artifacts/audits/<UTC time>/."))
     a.add_argument("--champion", help="MLflow model URI (default: models:/<newest sweep's model>@champion)")
     a.add_argument("--url", help="gRPC HOST:PORT of a running Triton (default: start the embedded one)")
@@ -57,6 +58,13 @@ def add_policy_options(parser: argparse.ArgumentParser, prefix: str = "") -> Non
                    help="fail when the membership AUC's 95%% interval lies wholly above this (default %(default)s)")
     g.add_argument("--growth-margin", type=float, default=d.growth_margin,
                    help="fail when the excess cosine grew more than this since the last audit (default %(default)s)")
+    g.add_argument("--canary-audit", choices=["auto", "on", "off"], default="auto",
+                   help="the one-run canary audit (one more training run of the champion's configuration): 'auto' "
+                        "runs it when the champion is DP (default %(default)s)")
+    g.add_argument("--canaries", type=int, default=d.canary.canaries,
+                   help="canaries of that audit (default %(default)s)")
+    g.add_argument("--canary-confidence", type=float, default=d.canary.confidence,
+                   help="confidence of its epsilon lower bound (default %(default)s)")
 
 
 def policy_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
@@ -66,7 +74,9 @@ def policy_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
     kw = dict(victims=getattr(args, f"{prefix}victims"), n_iter=getattr(args, f"{prefix}n_iter"),
               max_epsilon=args.max_epsilon, allow_non_private=args.allow_non_private,
               leakage_bound=args.leakage_bound, membership_auc_bound=args.membership_auc_bound,
-              growth_margin=args.growth_margin)
+              growth_margin=args.growth_margin,
+              canary_audit={"auto": None, "on": True, "off": False}[args.canary_audit], canaries=args.canaries,
+              canary_confidence=args.canary_confidence)
     audit_policy(**kw)
     return kw
 

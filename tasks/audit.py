@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
 from mnist_etc.privacy.audit_report import render_markdown, save_audit
+from mnist_etc.privacy.canary import describe, run_canary_audit
 from mnist_etc.data import load_split
 from mnist_etc.model_store import StoredModel
 from mnist_etc.triton.client import ClassifierClient
@@ -36,6 +37,18 @@ def attack_served_task(stored: StoredModel, grpc_url: str, served: str, version:
     return rec
 
 
+@task(name="canary-audit", cache_policy=NO_CACHE, persist_result=False)
+def canary_audit_task(stored: StoredModel, cfg: AuditConfig) -> dict[str, Any]:
+    """One training run of the champion's configuration with canaries: epsilon_lb beside the accounted epsilon."""
+    logger = get_run_logger()
+    logger.info("one-run canary audit: %d canaries, one training run of the champion's configuration",
+                cfg.canary.canaries)
+    rec = run_canary_audit(stored.config, load_split(stored.data_config), cfg.canary, progress=False)
+    rec.pop("_scores"), rec.pop("_included")
+    logger.info("canary audit: %s (%.0f s)", describe(rec), rec["seconds"])
+    return rec
+
+
 @task(name="judge-and-report", cache_policy=NO_CACHE, persist_result=False)
 def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir: str, out_name: str,
                 tracking_uri: str | None) -> dict[str, Any]:
@@ -46,8 +59,9 @@ def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir:
     # audit) still knows where the report and images are.
     rec["report_dir"] = str(Path(audits_dir) / out_name)
     out = save_audit(rec, Path(audits_dir) / out_name)
-    create_markdown_artifact(key="privacy-audit", markdown=render_markdown(rec, grid_name=str((out / "grid.png").resolve())),
-                             description=f"Privacy audit of {lineage}")
+    create_markdown_artifact(key="privacy-audit", markdown=render_markdown(
+        rec, grid_name=str((out / "grid.png").resolve()), roc_name=str((out / "roc.png").resolve())),
+        description=f"Privacy audit of {lineage}")
     rec["mlflow_run_id"] = _log_to_mlflow(rec, out, tracking_uri)
     return rec
 
@@ -71,11 +85,19 @@ def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> 
         metrics.update({f"{prefix}_{k}": entry[k] for k in ("queries", "seconds", "images_per_second") if k in entry})
     m = rec["membership"]
     metrics.update(membership_auc=m["auc"], membership_auc_low=m["auc_low"], membership_auc_high=m["auc_high"],
-                   membership_advantage=m["advantage"],
+                   membership_advantage=m["advantage"], membership_p_value=m["p_value"],
+                   membership_tpr_at_0_1pct_fpr=m["tpr_at_0_1pct_fpr"], membership_tpr_at_1pct_fpr=m["tpr_at_1pct_fpr"],
                    triton_images_per_second=rec["served_attack"]["images_per_second"],
                    audit_passed=float(rec["verdict"]["passed"]))
     for t in rec["verdict"]["tests"]:
         metrics[f"test_{t['name']}_passed"] = float(t["passed"])
+    c = rec.get("canary_audit")
+    if c is not None:
+        metrics.update(canary_epsilon_lb=c["epsilon_lb"], canary_confidence=c["confidence"],
+                       canary_count=c["canaries"], canary_seconds=c["seconds"],
+                       canary_audit_consistent=float(c["consistent"]))
+        if math.isfinite(float(c["accounted_epsilon"])):
+            metrics["canary_accounted_epsilon"] = float(c["accounted_epsilon"])
     if rec["verdict"]["growth"] is not None:
         metrics["excess_cosine_growth"] = rec["verdict"]["growth"]
     for k in ("epsilon", "epsilon_rdp"):
@@ -83,11 +105,13 @@ def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> 
             metrics[k] = float(rec["privacy"][k])
     policy = rec["config"]
     params = {**{f"attack_{k}": v for k, v in policy["attack"].items()},
-              **{k: v for k, v in policy.items() if k != "attack"}}
+              **{f"canary_{k}": v for k, v in policy["canary"].items()},
+              **{k: v for k, v in policy.items() if k not in ("attack", "canary")}}
     now = int(time.time() * 1000)
     client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                      params=[Param(k, str(v)) for k, v in params.items()])
-    for f in ("audit.json", "report.md", "grid.png"):
-        client.log_artifact(run.info.run_id, str(out / f))
+    for f in ("audit.json", "report.md", "grid.png", "roc.png"):
+        if (out / f).exists():
+            client.log_artifact(run.info.run_id, str(out / f))
     client.set_terminated(run.info.run_id, "FINISHED" if rec["verdict"]["passed"] else "FAILED")
     return run.info.run_id

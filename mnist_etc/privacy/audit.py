@@ -7,7 +7,11 @@ Measurements on one model (`run_audit`):
   non-members: excess cosine over the label-only baseline with a bootstrap 95% interval;
 - the same attacker in process (the served model must agree), and the own-decoder attack in process (what
   an insider with the weights gets), for the record;
-- loss-threshold membership inference through the served model, AUC with a 95% interval.
+- confidence-threshold membership inference through the served model: AUC with a 95% interval, p-value,
+  split-half advantage, TPR at 0.1% and 1% FPR;
+- the one-run canary audit (`mnist_etc.privacy.canary`, on by default when the model is DP): an empirical
+  lower bound on epsilon from one training run of the model's configuration with canaries, which must not
+  exceed the accounted epsilon.
 
 `judge` runs the policy's tests (`AuditConfig`): each has a figure, a bound and a verdict; the audit passes
 only when every test passes.
@@ -31,6 +35,7 @@ from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
 from mnist_etc.privacy.attacks.hill_climb import Score, compiled
 from mnist_etc.privacy.attacks.runner import AttackResult, attack_model, check_attack_inputs
+from mnist_etc.privacy.canary import CanaryAuditConfig, describe as describe_canary_audit
 from mnist_etc.privacy.membership import loss_threshold_attack
 
 MIN_VICTIMS = 50   # per group: below this the excess interval is too wide to gate on
@@ -56,6 +61,8 @@ class AuditConfig:
     growth_margin: float = 0.05          # fail when the excess cosine grew by more than this since the last audit
     membership_samples: int = 500
     compare_in_process: bool = True
+    canary_audit: bool | None = None     # the one-run canary audit; None: when the model is DP
+    canary: CanaryAuditConfig = field(default_factory=CanaryAuditConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.attack, AttackConfig):
@@ -79,6 +86,14 @@ class AuditConfig:
             raise UserError(f"membership_samples must be an integer >= 10, got {self.membership_samples!r}.")
         if not isinstance(self.compare_in_process, bool):
             raise UserError(f"compare_in_process must be true or false, got {self.compare_in_process!r}.")
+        if self.canary_audit is not None and not isinstance(self.canary_audit, bool):
+            raise UserError(f"canary_audit must be true, false or null (when the model is DP), "
+                            f"got {self.canary_audit!r}.")
+        if not isinstance(self.canary, CanaryAuditConfig):
+            raise UserError(f"canary must be a CanaryAuditConfig, got {self.canary!r}.")
+
+    def wants_canary_audit(self, epsilon: float) -> bool:
+        return self.canary_audit if self.canary_audit is not None else math.isfinite(epsilon)
 
     def as_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -129,9 +144,11 @@ def run_audit(stored: StoredModel, split: DataSplit, served_score: Score, cfg: A
             result = attack_model(stored.networks, split, attack_cfg, progress=progress, score=counted,
                                   cache_dir=cache_dir)
             record[key] = _attack_entry(result, counted)
+    scores: dict[str, np.ndarray] = {}
     record["membership"] = loss_threshold_attack(served_score, split, n=cfg.membership_samples,
-                                                 seed=cfg.attack.seed).as_dict()
+                                                 seed=cfg.attack.seed, scores_out=scores).as_dict()
     record["_served_result"] = served
+    record["_membership_scores"] = scores
     return record
 
 
@@ -188,6 +205,12 @@ def judge(record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditCon
                        f"membership AUC {m['auc']:.4f} [{m['auc_low']:.4f}, {m['auc_high']:.4f}]: "
                        + ("not shown to exceed the bound" if ok else
                           f"the whole interval is above {cfg.membership_auc_bound:g}")))
+    canary = record.get("canary_audit")
+    if canary is not None:
+        acc = float(canary["accounted_epsilon"])
+        tests.append(_test("canary_audit", canary["epsilon_lb"],
+                           f"<= accounted epsilon {'inf' if math.isinf(acc) else f'{acc:.3g}'} of the audit run",
+                           canary["consistent"], describe_canary_audit(canary)))
     growth = None
     before = comparable_excess(previous, record["served_attack"].get("attack", SERVED_ATTACK))
     if before is None:
@@ -210,11 +233,15 @@ def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
     v = rec["verdict"]
     s = rec["served_attack"]["summary"]
     m = rec["membership"]
+    c = rec.get("canary_audit")
     return {"passed": v["passed"], "reasons": v["reasons"],
             "tests": [{k: t[k] for k in ("name", "figure", "bound", "passed")} for t in v["tests"]],
             "leakage": s["excess_cosine"], "leakage_interval": [s["excess_cosine_low"], s["excess_cosine_high"]],
             "growth": v["growth"], "report": rec["report_dir"], "membership_auc": m["auc"],
-            "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")], "epsilon": epsilon_of(rec),
+            "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")],
+            "membership_p_value": m.get("p_value"), "membership_tpr_at_0_1pct_fpr": m.get("tpr_at_0_1pct_fpr"),
+            "membership_tpr_at_1pct_fpr": m.get("tpr_at_1pct_fpr"), "epsilon": epsilon_of(rec),
+            "epsilon_lb": c["epsilon_lb"] if c else None, "canary_audit_consistent": c["consistent"] if c else None,
             "triton_images_per_second": rec["served_attack"]["images_per_second"]}
 
 

@@ -18,6 +18,9 @@ Clipping paths:
   clipped sum is then X^T (c * G) and sum(c * G) (Li et al. 2022, "ghost clipping");
 - `vectorised` (any model, the conv autoencoder): per-example gradients with `tf.vectorized_map`.
 
+Gradient canaries (`GradientCanaries`, for the one-run audit in `mnist_etc.privacy.canary`) are examples given
+by their gradient: they are sampled, assigned to microbatches, clipped and noised exactly as the real ones.
+
 The randomness the guarantee rests on (sampling, microbatch assignment, noise) comes from `dp_rng`: a
 generator seeded from 128 bits of OS entropy unless the caller passes the loudly named insecure seed.
 """
@@ -86,12 +89,19 @@ def clipped_sum_vectorised(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Te
 
 
 def clipped_sum_microbatches(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor,
-                             assignment: tf.Tensor, microbatches: int, clip: float) -> list[tf.Tensor]:
-    """Sum over microbatches of each microbatch's mean gradient clipped to `clip`; empty ones add 0."""
+                             assignment: tf.Tensor, microbatches: int, clip: float,
+                             extra_sums: list[tf.Tensor] | None = None,
+                             extra_counts: tf.Tensor | None = None) -> list[tf.Tensor]:
+    """Sum over microbatches of each microbatch's mean gradient clipped to `clip`; empty ones add 0.
+    `extra_sums` ([microbatches, *shape] per variable) and `extra_counts` add gradient canaries to the
+    microbatches before their means are taken and clipped."""
     grads = per_example_grads(model, loss, x, y)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(assignment, tf.float32), assignment, microbatches)
-    means = [tf.math.unsorted_segment_sum(g, assignment, microbatches)
-             / tf.reshape(tf.maximum(counts, 1.0), [-1] + [1] * (len(g.shape) - 1)) for g in grads]
+    sums = [tf.math.unsorted_segment_sum(g, assignment, microbatches) for g in grads]
+    if extra_sums is not None:
+        counts = counts + extra_counts
+        sums = [s + e for s, e in zip(sums, extra_sums)]
+    means = [s / tf.reshape(tf.maximum(counts, 1.0), [-1] + [1] * (len(s.shape) - 1)) for s in sums]
     sq = tf.add_n([tf.reduce_sum(tf.reshape(m * m, [microbatches, -1]), axis=1) for m in means])
     c = _clip_factors(sq, clip)
     return [tf.tensordot(c, m, axes=1) for m in means]
@@ -108,6 +118,38 @@ def clipped_sum_ghost_dense(dense: tf.keras.layers.Dense, x: tf.Tensor, y: tf.Te
     return [tf.matmul(x, cg, transpose_a=True), tf.reduce_sum(cg, axis=0)]
 
 
+@dataclass(frozen=True)
+class GradientCanaries:
+    """Examples given by their gradient (white-box audit canaries, Steinke et al. 2023, section 6): canary i's
+    gradient is `norm * sign[i]` at flat coordinate `index[i]` of the concatenated trainable variables and 0
+    elsewhere, whatever the model's weights. They join the training set: sampled with the real examples, put in
+    microbatches, clipped, noised."""
+
+    index: np.ndarray   # [k] flat coordinates
+    sign: np.ndarray    # [k] +1 or -1
+    norm: float
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def flat_sum(self, chosen: np.ndarray, size: int, clip: float | None) -> np.ndarray:
+        """The sum of the chosen canaries' gradients, each clipped to `clip` (None: unclipped), as a flat vector."""
+        scale = self.norm if clip is None else min(self.norm, clip)
+        out = np.zeros(size, np.float64)
+        np.add.at(out, self.index[chosen], scale * self.sign[chosen])
+        return out
+
+
+def split_flat(flat: np.ndarray, variables: list[tf.Variable]) -> list[np.ndarray]:
+    """A flat vector over the concatenated variables -> one array per variable."""
+    out, start = [], 0
+    for v in variables:
+        size = int(np.prod(v.shape))
+        out.append(flat[..., start:start + size].reshape(flat.shape[:-1] + tuple(v.shape)).astype(np.float32))
+        start += size
+    return out
+
+
 @dataclass
 class DPSGD:
     """One stage's DP-SGD: `step(x_all, y_all)` samples, clips, noises and applies one update."""
@@ -121,6 +163,7 @@ class DPSGD:
     microbatches: int | None
     rng: np.random.Generator
     path: str = "vectorised"           # or "ghost" (a model that is one Dense layer)
+    canaries: GradientCanaries | None = None   # the one-run audit's gradient canaries that are in the training set
 
     def __post_init__(self) -> None:
         if self.path == "ghost":
@@ -140,16 +183,16 @@ class DPSGD:
     def divisor(self) -> int:
         return self.microbatches if self.microbatches is not None else self.batch_size
 
-    def _clipped_sum(self, x, y, assignment):
+    def _clipped_sum(self, x, y, assignment, extra_sums=None, extra_counts=None):
         if self.path == "ghost":
             return clipped_sum_ghost_dense(self._dense, x, y, self.l2_norm_clip)
         if self.microbatches is not None:
             return clipped_sum_microbatches(self.model, self.loss, x, y, assignment, self.microbatches,
-                                            self.l2_norm_clip)
+                                            self.l2_norm_clip, extra_sums, extra_counts)
         return clipped_sum_vectorised(self.model, self.loss, x, y, self.l2_norm_clip)
 
-    def _noisy_update(self, x, y, assignment, noise):
-        sums = self._clipped_sum(x, y, assignment)
+    def _noisy_update(self, x, y, assignment, noise, extra_sums=None, extra_counts=None):
+        sums = self._clipped_sum(x, y, assignment, extra_sums, extra_counts)
         grads = [(g + n) / self.divisor for g, n in zip(sums, noise)]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
 
@@ -171,11 +214,39 @@ class DPSGD:
         return [(std * self.rng.standard_normal(v.shape)).astype(np.float32) for v in self.model.trainable_variables]
 
     def step(self, x_all: np.ndarray, y_all: np.ndarray) -> None:
-        idx = self.sample(len(x_all))
-        self.batch_sizes.append(len(idx))
+        n_canaries = len(self.canaries) if self.canaries is not None else 0
+        sampled = self.sample(len(x_all) + n_canaries)
+        idx, chosen = sampled[sampled < len(x_all)], sampled[sampled >= len(x_all)] - len(x_all)
+        self.batch_sizes.append(len(sampled))
         noise = self.noise()
-        if len(idx) == 0:  # nothing sampled: the update is noise alone, still divided by the expected size
+        extra_sums = extra_counts = None
+        if len(chosen):
+            noise, extra_sums, extra_counts = self._add_canaries(chosen, noise, real=len(idx) > 0)
+        if len(idx) == 0:  # no real example sampled: noise (and canaries) alone, divided by the expected size
             self.optimizer.apply_gradients(zip([tf.constant(n / self.divisor) for n in noise],
                                                self.model.trainable_variables))
             return
-        self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise)
+        if extra_sums is None:
+            self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise)
+        else:
+            self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise, extra_sums, extra_counts)
+
+    def _add_canaries(self, chosen: np.ndarray, noise: list[np.ndarray], real: bool):
+        """Sampled gradient canaries: per-example clipping adds each clipped canary to the sum (as the noise is
+        added); microbatches take them in before their means are clipped."""
+        variables = self.model.trainable_variables
+        size = sum(int(np.prod(v.shape)) for v in variables)
+        if self.microbatches is None:
+            flat = self.canaries.flat_sum(chosen, size, self.l2_norm_clip)
+            return [n + c for n, c in zip(noise, split_flat(flat, variables))], None, None
+        where = self._assignment(len(chosen))
+        sums = np.stack([self.canaries.flat_sum(chosen[where == mb], size, None)
+                         for mb in range(self.microbatches)])
+        counts = np.bincount(where, minlength=self.microbatches).astype(np.float32)
+        if real:
+            return noise, split_flat(sums, variables), counts
+        # canaries alone: clip each microbatch's mean here
+        means = sums / np.maximum(counts, 1.0)[:, None]
+        norms = np.linalg.norm(means, axis=1)
+        clipped = (means * np.minimum(1.0, self.l2_norm_clip / np.maximum(norms, 1e-12))[:, None]).sum(axis=0)
+        return [n + c for n, c in zip(noise, split_flat(clipped, variables))], None, None
