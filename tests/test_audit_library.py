@@ -50,9 +50,11 @@ def test_audit_measures_saves_and_judges(tiny_audit, tmp_path):
     assert by_name(allowed)["epsilon"]["passed"] and by_name(allowed)["excess_leakage"]["passed"]
     out = save_audit(rec, tmp_path / "2026-11-27T000000Z")
     saved = json.loads((out / "audit.json").read_text())
-    assert saved["membership"]["n_members"] == 100 and (out / "grid.png").is_file()
+    assert saved["membership"]["n_members"] == 100 and (out / "grid.png").is_file() and (out / "roc.png").is_file()
+    assert "p_value" in saved["membership"] and "_membership_scores" not in saved
     report = (out / "report.md").read_text()
     assert "| epsilon | inf |" in report and "FAIL" in report and "Membership inference" in report
+    assert "at 0.1% FPR" in report and "One-run canary audit: not run" in report and "roc.png" in report
     assert "own-decoder in process" in report and "images scored per second" in report
     assert "privacy of training: epsilon inf;" in report
     summary = audit_summary(saved | {"report_dir": str(out)})
@@ -103,6 +105,20 @@ def test_old_format_previous_audits_are_tolerated(tmp_path):
 def test_growth_is_skipped_without_a_comparable_previous_figure(previous):
     v = judge(synthetic(eps=1.0), previous, AuditConfig())
     assert v["passed"] and v["growth"] is None and v["previous"] == previous["created"]
+
+
+def test_canary_audit_above_the_accounted_epsilon_fails_the_audit():
+    canary = {"epsilon_lb": 1.7, "accounted_epsilon": 0.19, "consistent": False, "confidence": 0.95,
+              "canaries": 1000, "correct": 356, "guesses": 400}
+    v = judge(synthetic(eps=0.2) | {"canary_audit": canary}, None, AuditConfig())
+    test = by_name(v)["canary_audit"]
+    assert not v["passed"] and not test["passed"] and test["figure"] == 1.7
+    assert "accounting or the DP-SGD code is wrong" in test["explanation"]
+    ok = judge(synthetic(eps=3.0) | {"canary_audit": {**canary, "epsilon_lb": 0.2, "accounted_epsilon": 3.0,
+                                                       "consistent": True}}, None, AuditConfig())
+    assert by_name(ok)["canary_audit"]["passed"]
+    assert AuditConfig().wants_canary_audit(3.0) and not AuditConfig().wants_canary_audit(float("inf"))
+    assert AuditConfig(canary_audit=True).wants_canary_audit(float("inf"))
 
 
 @pytest.mark.parametrize("kwargs, sentence", [

@@ -106,6 +106,11 @@ def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
     (["audit", "--leakage-bound", "5"], "leakage_bound must be an excess cosine in [-1, 2], got 5.0."),
     (["audit", "--max-epsilon", "-1"], "max_epsilon must be a finite number >= 0, got -1.0."),
     (["pipeline", "--audit-victims", "3"], "victims must be at least 50 per group"),
+    (["audit", "--canaries", "1"], "canaries must be an integer >= 2, got 1."),
+    (["audit", "--canary-confidence", "1"], "confidence must be a number strictly between 0 and 1, got 1.0."),
+    (["audit-dp", "--canaries", "0"], "canaries must be an integer >= 2, got 0."),
+    (["audit-dp", "--inclusion", "0"], "inclusion must be a number strictly between 0 and 1, got 0.0."),
+    (["audit-dp", "--confidence", "1.2"], "confidence must be a number strictly between 0 and 1, got 1.2."),
 ])
 def test_bad_audit_policy_is_refused_before_any_flow_starts(argv, sentence):
     done = subprocess.run([str(VENV_BIN / "mnist-etc"), *argv], capture_output=True, text=True, timeout=120)
@@ -113,3 +118,16 @@ def test_bad_audit_policy_is_refused_before_any_flow_starts(argv, sentence):
     assert sentence in done.stderr and "Traceback" not in done.stderr
     assert "prefect" not in (done.stdout + done.stderr).lower()  # refused before any flow run started
 
+
+
+@pytest.mark.slow
+def test_audit_dp_prints_the_bound_beside_the_accounted_epsilon(tiny_model_dir, tmp_path):
+    done = subprocess.run([str(VENV_BIN / "mnist-etc"), "audit-dp", "--model", str(tiny_model_dir), "--canaries",
+                           "200", "--no-progress", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]   # non-private: epsilon = inf, nothing to contradict
+    assert "epsilon_lb " in done.stdout and "accounted epsilon inf" in done.stdout
+    [out] = tmp_path.iterdir()
+    rec = json.loads((out / "canary_audit.json").read_text())
+    assert rec["canaries"] == 200 and rec["consistent"] and (out / "scores.png").is_file()
+    assert "epsilon_lb" in (out / "report.md").read_text()

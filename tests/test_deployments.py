@@ -78,8 +78,8 @@ def test_all_deployments_exist_and_the_audit_is_scheduled_nightly(stack):
 
 def test_nightly_audit_runs_through_the_worker(stack, champion):
     done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
-                "--params", audit_params(champion, allow_non_private=True, leakage_bound=1.0)], stack["env"],
-               timeout=900)
+                "--params", audit_params(champion, allow_non_private=True, leakage_bound=1.0, canary_audit=True,
+                                         canaries=200)], stack["env"], timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Completed" in done.stdout
     reports = sorted((champion["root"] / "audits").glob("*/audit.json"))
@@ -87,7 +87,11 @@ def test_nightly_audit_runs_through_the_worker(stack, champion):
     rec = json.loads(reports[-1].read_text())
     assert rec["verdict"]["passed"] and rec["lineage"] == "mnist-etc-audit"
     # 50 members + 50 non-members x 32 candidates x 2 iterations, plus one query per public digit
-    assert rec["served_attack"]["queries"] >= 100 * 32 * 2 and len(rec["verdict"]["tests"]) == 4
+    assert rec["served_attack"]["queries"] >= 100 * 32 * 2 and len(rec["verdict"]["tests"]) == 5
+    # the one-run canary audit ran in the flow (asked for: the champion need not be DP) and was judged
+    assert rec["canary_audit"]["canaries"] == 200 and rec["canary_audit"]["consistent"]
+    assert [t["name"] for t in rec["verdict"]["tests"]][3] == "canary_audit"
+    assert 0 <= rec["membership"]["p_value"] <= 1 and "tpr_at_1pct_fpr" in rec["membership"]
     assert "127.0.0.1" in rec["served"]["url"]
 
 
