@@ -1,8 +1,11 @@
-"""Core figures: autoencoder and classifier epoch times (plain vs DP-SGD) and attack victims per second.
+"""Core figures: autoencoder and classifier epoch times (plain vs DP-SGD), attack speed, peak memory.
 
-    .venv/bin/python benchmarks/bench_core.py [--victims 8] [--n-iter 1024]   # victims per group
+    .venv/bin/python benchmarks/bench_core.py [--victims 8] [--n-iter 1024] [--skip-memory]   # victims per group
 
-Epoch times are medians over epochs after the first (which includes tracing). Prints a markdown table.
+Epoch times are medians over epochs after the first (which includes tracing). The attack runs the course
+project's settings (n_iter 1024, 256 samples, 64 best) in process. Peak RSS is measured in child processes: a
+DP training of 2 and of 4 epochs per stage, an attack of 64 victims of 8 and of 16 iterations; memory that
+grew with epochs or iterations would show as a difference. Prints markdown tables.
 """
 from __future__ import annotations
 
@@ -10,10 +13,22 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
+
+import time
+
+import numpy as np
 
 from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
 from mnist_etc.data import load_split
+from mnist_etc.models import Networks
+from mnist_etc.privacy.accounting import steps_per_epoch
+from mnist_etc.privacy.attacks.hill_climb import hill_climb
+from mnist_etc.privacy.attacks.in_process import InProcess
 from mnist_etc.privacy.attacks.runner import attack_model
+from mnist_etc.privacy.dp_sgd import DPSGD, mse_per_example
+from mnist_etc.tf_quiet import tf
 from mnist_etc.training import train
 
 
@@ -21,10 +36,67 @@ def median_epoch(rows: list[dict[str, float]]) -> float:
     return statistics.median(r["epoch_seconds"] for r in rows[1:] or rows)
 
 
+_CHILD = """
+import resource, sys
+from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+from mnist_etc.data import load_split
+split = load_split(DataConfig())
+what, n = sys.argv[1], int(sys.argv[2])
+if what == "train":
+    from mnist_etc.training import train
+    train(TrainConfig(ae_epochs=n, clf_epochs=n, ae_noise_multiplier=1.0, clf_noise_multiplier=1.0), split,
+          progress=False)
+else:
+    from mnist_etc.privacy.attacks.runner import attack_model
+    from mnist_etc.training import train
+    nets = train(TrainConfig(ae_epochs=1, clf_epochs=1), split, progress=False).networks
+    attack_model(nets, split, AttackConfig(attack="own-decoder", victims=32, n_iter=n, n_samples=256, n_best=64,
+                                           eps=1e-30), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def dp_autoencoder_epoch(split, path: str, epochs: int = 3) -> float:
+    """Median seconds of a DP-SGD autoencoder epoch (noise 1.0, batch 64) on one clipping path, no validation."""
+    tf.keras.utils.set_random_seed(0)
+    nets = Networks.build(32)
+    ae = tf.keras.Sequential([nets.encoder, nets.decoder])
+    ae(split.x_val[:1])
+    dp = DPSGD(ae, mse_per_example, tf.keras.optimizers.Adam(2e-3), 1.0, 1.0, 64, None, np.random.default_rng(0),
+               path=path)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        for _ in range(steps_per_epoch(split.n_train, 64)):
+            dp.step(split.x_train, split.x_train)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def attack_rate(nets, split, cfg: AttackConfig, subpixel: bool) -> tuple[float, np.ndarray]:
+    """Scored images/s of the own-decoder hill climb on the first victims, with Keras' transposed convs
+    (reference: decode and score as two programs) or the sub-pixel fused program; and the distances found."""
+    z = nets.encoder.predict(split.x_train, batch_size=1024, verbose=0)
+    decode, score = InProcess(nets.decoder, subpixel), InProcess(nets.full_model(), subpixel)
+    if not subpixel:   # plain callables: hill_climb does not fuse them
+        decode, score = (lambda f: lambda x: f(x))(decode), (lambda f: lambda x: f(x))(score)
+    victims = split.x_train[: 2 * cfg.victims]
+    target = InProcess(nets.full_model())(victims)
+    t0 = time.perf_counter()
+    res = hill_climb(decode, score, target, z.mean(axis=0), z.var(axis=0) + 1e-8, cfg, progress=False)
+    return res.queries / (time.perf_counter() - t0), res.distance
+
+
+def peak_rss_mib(what: str, n: int) -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, what, str(n)], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--victims", type=int, default=8)
     ap.add_argument("--n-iter", type=int, default=1024)
+    ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
     split = load_split(DataConfig())
     base = dict(ae_epochs=4, clf_epochs=6)
@@ -45,10 +117,30 @@ def main() -> None:
     print(f"| autoencoder epoch (s) | {ae_p:.2f} | {ae_d:.2f} | {ae_d / ae_p:.1f}x | {ae_m:.2f} | {ae_m / ae_p:.1f}x |")
     print(f"| classifier epoch (s) | {cl_p:.3f} | {cl_d:.3f} | {cl_d / cl_p:.1f}x | {cl_m:.3f} | {cl_m / cl_p:.1f}x |")
     n = len(att.victims.labels)
+    ae_ref = dp_autoencoder_epoch(split, "vectorised")
+    ae_fast = dp_autoencoder_epoch(split, "layerwise")
+    print(f"\nDP-SGD autoencoder epoch by clipping path, same run (no validation): per-example backprop "
+          f"(vectorised, before) {ae_ref:.2f} s = {ae_ref / ae_p:.1f}x plain; layerwise (now) {ae_fast:.2f} s = "
+          f"{ae_fast / ae_p:.1f}x plain")
+    quick = AttackConfig(attack="own-decoder", victims=args.victims, n_iter=min(args.n_iter, 128), n_samples=256,
+                         n_best=64)
+    ref_rate, ref_dist = attack_rate(plain.networks, split, quick, subpixel=False)
+    fast_rate, fast_dist = attack_rate(plain.networks, split, quick, subpixel=True)
+    print(f"attack inner loop, same run, {2 * args.victims} victims x {quick.n_iter} iterations: Keras transposed "
+          f"convs (before) {ref_rate:,.0f} images/s; sub-pixel fused (now) {fast_rate:,.0f} images/s "
+          f"({fast_rate / ref_rate:.2f}x); same seed: best distances agree to "
+          f"{np.max(np.abs(ref_dist - fast_dist) / np.maximum(ref_dist, 1e-12)):.1e} (relative)")
     print(f"\nattack own-decoder (n_iter {cfg.n_iter}, n_samples {cfg.n_samples}, n_best {cfg.n_best}, {n} victims "
           f"in one batch): {att.seconds:.1f} s, {att.victims_per_second:.3f} victims/s, "
           f"{att.queries / att.seconds:,.0f} scored images/s; mean iterations {att.iterations.mean():.0f}; "
           f"direct cosine {att.summary['direct_cosine']:.3f} vs label-only {att.summary['label_baseline_cosine']:.3f}")
+    if not args.skip_memory:
+        print("\n| peak RSS (MiB) | short | long |")
+        print("| --- | --- | --- |")
+        print(f"| DP training (both stages, noise 1.0): 2 vs 4 epochs per stage | {peak_rss_mib('train', 2):,.0f} | "
+              f"{peak_rss_mib('train', 4):,.0f} |")
+        print(f"| own-decoder attack, 64 victims (32 + 32) x 256 samples: 8 vs 16 iterations | "
+              f"{peak_rss_mib('attack', 8):,.0f} | {peak_rss_mib('attack', 16):,.0f} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 A private stage (noise multiplier > 0) trains with `mnist_etc.privacy.dp_sgd`: Poisson-sampled batches,
 per-example (or per-microbatch) clipping, Gaussian noise from a secret source, normalised by the expected
 batch size: the mechanism `mnist_etc.privacy.accounting` accounts. The classifier head (one Dense layer)
-takes the ghost-clipping path; the conv autoencoder the vectorised per-example path. A private stage
+takes the ghost-clipping path; the conv autoencoder the layerwise path (per-example gradients from each
+layer's input and output gradient, `mnist_etc.privacy.layerwise`). A private stage
 publishes no statistic of the training data: its per-epoch rows hold validation figures only, and
 `evaluate` leaves out the training-split figures it touches. Non-private stages use Keras `fit`.
 
@@ -26,7 +27,7 @@ from mnist_etc.errors import UserError
 from mnist_etc.images import save_digit
 from mnist_etc.models import Networks
 from mnist_etc.privacy.accounting import PrivacyReport, privacy_report, steps_per_epoch
-from mnist_etc.privacy.dp_sgd import DPSGD, dp_rng, mse_per_example, xent_per_example
+from mnist_etc.privacy.dp_sgd import DPSGD, clipping_path, dp_rng, mse_per_example, xent_per_example
 from mnist_etc.tf_quiet import tf
 
 # Called after every epoch with (stage, epoch index from 0, metrics): the sweep logs these to MLflow.
@@ -77,10 +78,11 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.dat
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def _dp_stage(model: tf.keras.Model, loss, noise: float, lr: float, cfg: TrainConfig, rng: np.random.Generator | None,
-              path: str) -> DPSGD:
+def _dp_stage(model: tf.keras.Model, loss, noise: float, lr: float, cfg: TrainConfig,
+              rng: np.random.Generator | None) -> DPSGD:
     return DPSGD(model, loss, tf.keras.optimizers.Adam(lr), cfg.l2_norm_clip, noise, cfg.batch_size,
-                 cfg.microbatches, rng if rng is not None else dp_rng(None)[0], path=path)
+                 cfg.microbatches, rng if rng is not None else dp_rng(None)[0],
+                 path=clipping_path(model, loss, cfg.microbatches))
 
 
 def _run_dp_epochs(dp: DPSGD, x: np.ndarray, y: np.ndarray, epochs: int, cb: "_EpochCallback",
@@ -118,8 +120,7 @@ def train_autoencoder(nets: Networks, split: DataSplit, cfg: TrainConfig, exampl
 
     cb = _EpochCallback("autoencoder", cfg.ae_epochs, progress, hook, save_examples)
     if cfg.ae_private:
-        dp = _dp_stage(autoencoder, mse_per_example, cfg.ae_noise_multiplier, cfg.ae_learning_rate, cfg, rng,
-                       "vectorised")
+        dp = _dp_stage(autoencoder, mse_per_example, cfg.ae_noise_multiplier, cfg.ae_learning_rate, cfg, rng)
         val = lambda: {"val_loss": float(np.mean(  # noqa: E731
             (autoencoder.predict(split.x_val, batch_size=1024, verbose=0) - split.x_val) ** 2))}
         _run_dp_epochs(dp, split.x_train, split.x_train, cfg.ae_epochs, cb, val)
@@ -141,8 +142,7 @@ def train_classifier(nets: Networks, split: DataSplit, cfg: TrainConfig, progres
     model = nets.classifier
     cb = _EpochCallback("classifier", cfg.clf_epochs, progress, hook)
     if cfg.clf_private:
-        path = "ghost" if cfg.microbatches is None else "vectorised"
-        dp = _dp_stage(model, xent_per_example, cfg.clf_noise_multiplier, cfg.clf_learning_rate, cfg, rng, path)
+        dp = _dp_stage(model, xent_per_example, cfg.clf_noise_multiplier, cfg.clf_learning_rate, cfg, rng)
 
         def val() -> dict[str, float]:
             logits = model.predict(z_val, batch_size=1024, verbose=0)

@@ -16,7 +16,12 @@ Clipping paths:
 - `ghost` (a single Dense layer, the classifier head): each example's gradient norm comes from its input and
   its output gradient, ||x_i||^2 ||g_i||^2 + ||g_i||^2, without materialising per-example gradients; the
   clipped sum is then X^T (c * G) and sum(c * G) (Li et al. 2022, "ghost clipping");
-- `vectorised` (any model, the conv autoencoder): per-example gradients with `tf.vectorized_map`.
+- `layerwise` (a stack of Conv2D / Conv2DTranspose / Dense layers, the conv autoencoder): per-example gradients
+  from each layer's input and output gradient after one ordinary backward pass (`mnist_etc.privacy.layerwise`);
+- `vectorised` (any model; the reference the others are tested against): per-example backprop with
+  `tf.vectorized_map`.
+Microbatches take the per-example gradients of the layerwise or vectorised path, average them per microbatch
+and clip the means. `clipping_path` picks the fastest path that applies.
 
 Gradient canaries (`GradientCanaries`, for the one-run audit in `mnist_etc.privacy.canary`) are examples given
 by their gradient: they are sampled, assigned to microbatches, clipped and noised exactly as the real ones.
@@ -32,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from mnist_etc.privacy import layerwise
 from mnist_etc.tf_quiet import tf
 
 # (model, x, y) -> per-example loss [b]
@@ -55,14 +61,33 @@ def effective_noise(noise_multiplier: float, batch_size: int, microbatches: int 
     return noise_multiplier
 
 
-def mse_per_example(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    d = model(x, training=True) - y
+def mse_of_outputs(out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    d = out - y
     return tf.reduce_mean(tf.reshape(d * d, [tf.shape(d)[0], -1]), axis=1)
 
 
-def xent_per_example(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    logits = model(x, training=True)
+def xent_of_outputs(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(y, tf.int32), logits)
+
+
+def mse_per_example(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return mse_of_outputs(model(x, training=True), y)
+
+
+def xent_per_example(model: tf.keras.Model, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return xent_of_outputs(model(x, training=True), y)
+
+
+# The layerwise path needs the loss as a function of the model's outputs.
+OUTPUT_LOSSES = {mse_per_example: mse_of_outputs, xent_per_example: xent_of_outputs}
+
+
+def clipping_path(model: tf.keras.Model, loss: PerExampleLoss, microbatches: int | None) -> str:
+    dense_only = len(model.layers) == 1 and isinstance(model.layers[0], tf.keras.layers.Dense)
+    if dense_only and microbatches is None and loss is xent_per_example \
+            and model.layers[0].activation is tf.keras.activations.linear:
+        return "ghost"
+    return "layerwise" if loss in OUTPUT_LOSSES and layerwise.supports(model) else "vectorised"
 
 
 def _clip_factors(sq_norms: tf.Tensor, clip: float) -> tf.Tensor:
@@ -82,20 +107,22 @@ def per_example_grads(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor,
 
 def clipped_sum_vectorised(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor,
                            clip: float) -> list[tf.Tensor]:
-    grads = per_example_grads(model, loss, x, y)
+    return clip_and_sum(per_example_grads(model, loss, x, y), clip)
+
+
+def clip_and_sum(grads: list[tf.Tensor], clip: float) -> list[tf.Tensor]:
+    """Per-example gradients ([b, *shape] per variable) clipped to `clip` each and summed."""
     sq = tf.add_n([tf.reduce_sum(tf.reshape(g * g, [tf.shape(g)[0], -1]), axis=1) for g in grads])
     c = _clip_factors(sq, clip)
     return [tf.tensordot(c, g, axes=1) for g in grads]
 
 
-def clipped_sum_microbatches(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor,
-                             assignment: tf.Tensor, microbatches: int, clip: float,
+def clipped_sum_microbatches(grads: list[tf.Tensor], assignment: tf.Tensor, microbatches: int, clip: float,
                              extra_sums: list[tf.Tensor] | None = None,
                              extra_counts: tf.Tensor | None = None) -> list[tf.Tensor]:
-    """Sum over microbatches of each microbatch's mean gradient clipped to `clip`; empty ones add 0.
-    `extra_sums` ([microbatches, *shape] per variable) and `extra_counts` add gradient canaries to the
-    microbatches before their means are taken and clipped."""
-    grads = per_example_grads(model, loss, x, y)
+    """Sum over microbatches of each microbatch's mean gradient clipped to `clip`; empty ones add 0. `grads` are
+    per-example gradients. `extra_sums` ([microbatches, *shape] per variable) and `extra_counts` add gradient
+    canaries to the microbatches before their means are taken and clipped."""
     counts = tf.math.unsorted_segment_sum(tf.ones_like(assignment, tf.float32), assignment, microbatches)
     sums = [tf.math.unsorted_segment_sum(g, assignment, microbatches) for g in grads]
     if extra_sums is not None:
@@ -162,7 +189,7 @@ class DPSGD:
     batch_size: int
     microbatches: int | None
     rng: np.random.Generator
-    path: str = "vectorised"           # or "ghost" (a model that is one Dense layer)
+    path: str = "vectorised"           # or "layerwise", "ghost": see `clipping_path`
     canaries: GradientCanaries | None = None   # the one-run audit's gradient canaries that are in the training set
 
     def __post_init__(self) -> None:
@@ -174,6 +201,12 @@ class DPSGD:
             if self.loss is not xent_per_example or dense[0].activation is not tf.keras.activations.linear:
                 raise ValueError("ghost clipping needs a linear Dense layer trained with xent_per_example")
             self._dense = dense[0]
+        elif self.path == "layerwise":
+            if self.loss not in OUTPUT_LOSSES or not layerwise.supports(self.model):
+                raise ValueError("layerwise clipping needs a stack of Conv2D / Conv2DTranspose / Dense layers and a "
+                                 "loss of mnist_etc.privacy.dp_sgd.OUTPUT_LOSSES")
+        elif self.path != "vectorised":
+            raise ValueError(f"unknown clipping path {self.path!r}")
         # reduce_retracing: realised batch sizes vary, so one trace generalises over the batch dimension.
         self._sum = tf.function(self._clipped_sum, reduce_retracing=True)
         self._update = tf.function(self._noisy_update, reduce_retracing=True)
@@ -186,10 +219,16 @@ class DPSGD:
     def _clipped_sum(self, x, y, assignment, extra_sums=None, extra_counts=None):
         if self.path == "ghost":
             return clipped_sum_ghost_dense(self._dense, x, y, self.l2_norm_clip)
+        if self.path == "layerwise" and self.microbatches is None:
+            return layerwise.clipped_sum(self.model, OUTPUT_LOSSES[self.loss], x, y, self.l2_norm_clip)
+        if self.path == "layerwise":
+            grads = layerwise.per_example_grads_all(self.model, OUTPUT_LOSSES[self.loss], x, y)
+        else:
+            grads = per_example_grads(self.model, self.loss, x, y)
         if self.microbatches is not None:
-            return clipped_sum_microbatches(self.model, self.loss, x, y, assignment, self.microbatches,
-                                            self.l2_norm_clip, extra_sums, extra_counts)
-        return clipped_sum_vectorised(self.model, self.loss, x, y, self.l2_norm_clip)
+            return clipped_sum_microbatches(grads, assignment, self.microbatches, self.l2_norm_clip, extra_sums,
+                                            extra_counts)
+        return clip_and_sum(grads, self.l2_norm_clip)
 
     def _noisy_update(self, x, y, assignment, noise, extra_sums=None, extra_counts=None):
         sums = self._clipped_sum(x, y, assignment, extra_sums, extra_counts)

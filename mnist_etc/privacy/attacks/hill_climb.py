@@ -13,7 +13,8 @@ project's moment-matched update: the new Gaussian has the mean and variance of t
 A victim stops when its *largest* per-dimension variance falls below `eps` (every direction has
 converged) or its scores go NaN; the search stops when all have, or after `n_iter` iterations.
 
-All victims are searched at once: one [victims * n_samples, hid_dim] tensor per iteration.
+All victims are searched at once: one [victims * n_samples, hid_dim] tensor per iteration. When decoder and
+target are both in process (`compiled`), decoding and scoring run as one compiled program (`in_process`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mnist_etc.config import AttackConfig
+from mnist_etc.privacy.attacks.in_process import InProcess, fused
 from mnist_etc.tf_quiet import tf
 
 # codes [M, hid_dim] -> images [M, 28, 28, 1]: the attacker's decoder.
@@ -63,13 +65,18 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
     mean_img = np.zeros((v, 28, 28, 1), np.float32)
     queries = 0
     lr = cfg.lr
+    if isinstance(decode, InProcess) and isinstance(score, InProcess):
+        decode_and_score = fused(decode, score)
+    else:
+        def decode_and_score(z):
+            images = decode(z)
+            return images, score(images)
     bar = tqdm(total=cfg.n_iter, desc="hill climbing", unit="it", disable=not progress, leave=True)
     for _ in range(cfg.n_iter):
         idx = np.flatnonzero(active)
         k = len(idx)
         codes = mean[idx, None, :] + np.sqrt(var[idx, None, :]) * rng.standard_normal((k, cfg.n_samples, h))
-        images = decode(codes.reshape(k * cfg.n_samples, h).astype(np.float32))
-        logits = score(images)
+        images, logits = decode_and_score(codes.reshape(k * cfg.n_samples, h).astype(np.float32))
         queries += k * cfg.n_samples
         dist = np.sum((log_softmax(np.asarray(logits, np.float64)).reshape(k, cfg.n_samples, -1)
                        - target[idx]) ** 2, axis=-1)                                     # [k, S]
@@ -107,6 +114,6 @@ def decode_prior_samples(decode: Decode, prior_mean: np.ndarray, prior_var: np.n
     return decode(z.astype(np.float32))
 
 
-def compiled(model: tf.keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda x: run(tf.constant(x, tf.float32)).numpy()
+def compiled(model: tf.keras.Model) -> InProcess:
+    """The model as an in-process `Decode` / `Score` (numpy in, numpy out)."""
+    return InProcess(model)

@@ -20,8 +20,8 @@ from mnist_etc.config import TrainConfig
 from mnist_etc.data import DataSplit
 from mnist_etc.models import Networks
 from mnist_etc.privacy.accounting import steps_per_epoch
-from mnist_etc.privacy.dp_sgd import DPSGD, GradientCanaries, PerExampleLoss, dp_rng, mse_per_example, \
-    split_flat, xent_per_example
+from mnist_etc.privacy.dp_sgd import DPSGD, GradientCanaries, PerExampleLoss, clipping_path, dp_rng, \
+    mse_per_example, split_flat, xent_per_example
 from mnist_etc.tf_quiet import tf
 
 STAGES = ("autoencoder", "classifier")
@@ -97,10 +97,10 @@ def _plain_epochs(model: tf.keras.Model, loss: PerExampleLoss, x: np.ndarray, y:
 
 
 def _dp_epochs(model: tf.keras.Model, loss: PerExampleLoss, x: np.ndarray, y: np.ndarray,
-               canaries: GradientCanaries, cfg: TrainConfig, lr: float, epochs: int, noise: float, path: str,
+               canaries: GradientCanaries, cfg: TrainConfig, lr: float, epochs: int, noise: float,
                rng: np.random.Generator, bar: tqdm) -> None:
     dp = DPSGD(model, loss, tf.keras.optimizers.Adam(lr), cfg.l2_norm_clip, noise, cfg.batch_size,
-               cfg.microbatches, rng, path=path, canaries=canaries)
+               cfg.microbatches, rng, path=clipping_path(model, loss, cfg.microbatches), canaries=canaries)
     for _ in range(epochs):
         for _ in range(steps_per_epoch(len(x) + len(canaries), cfg.batch_size)):
             dp.step(x, y)
@@ -122,17 +122,15 @@ def train_with_canaries(cfg: TrainConfig, split: DataSplit, design: CanaryDesign
     ae = models["autoencoder"]
     if cfg.ae_private:
         _dp_epochs(ae, mse_per_example, split.x_train, split.x_train, design.stage_canaries("autoencoder"), cfg,
-                   cfg.ae_learning_rate, cfg.ae_epochs, cfg.ae_noise_multiplier * train_noise_scale, "vectorised",
-                   rng, bar)
+                   cfg.ae_learning_rate, cfg.ae_epochs, cfg.ae_noise_multiplier * train_noise_scale, rng, bar)
     else:
         _plain_epochs(ae, mse_per_example, split.x_train, split.x_train, design.stage_canaries("autoencoder"), cfg,
                       cfg.ae_learning_rate, cfg.ae_epochs, cfg.seed, bar)
     z = nets.encoder.predict(split.x_train, batch_size=1024, verbose=0)
     clf = models["classifier"]
     if cfg.clf_private:
-        path = "ghost" if cfg.microbatches is None else "vectorised"
         _dp_epochs(clf, xent_per_example, z, split.y_train, design.stage_canaries("classifier"), cfg,
-                   cfg.clf_learning_rate, cfg.clf_epochs, cfg.clf_noise_multiplier * train_noise_scale, path, rng, bar)
+                   cfg.clf_learning_rate, cfg.clf_epochs, cfg.clf_noise_multiplier * train_noise_scale, rng, bar)
     else:
         _plain_epochs(clf, xent_per_example, z, split.y_train, design.stage_canaries("classifier"), cfg,
                       cfg.clf_learning_rate, cfg.clf_epochs, cfg.seed + 1, bar)
