@@ -12,17 +12,28 @@ Design (why the optuna-dashboard cannot break a running sweep):
   sharing the file): it waits instead of failing.
 - PostgreSQL (several writers, other machines) needs none of this; connections are pinged before use
   because trials can outlast a server's idle timeout.
+- Opening is safe under any number of concurrent openers (a sweep and its dashboard started together):
+  Optuna creates the schema on first open with CREATE TABLE and an alembic stamp, which race ("table studies
+  already exists", "UNIQUE constraint failed: alembic_version"). `open_storage` holds a lock while it opens:
+  an exclusive fcntl lock on a file beside a SQLite database, a PostgreSQL advisory lock (per database) on a
+  server; the first opener creates the schema, the others find it.
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mnist_etc.errors import UserError
 
 SQLITE_BUSY_TIMEOUT_S = 60
 SUPPORTED = "sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
+# The advisory lock key of "creating or checking the Optuna schema" (any fixed 32-bit number would do).
+SCHEMA_LOCK_KEY = zlib.crc32(b"mnist-etc optuna schema")
 
 
 def default_storage_url(artifacts: Path) -> str:
@@ -92,6 +103,32 @@ def _enable_wal(path: Path) -> None:
                         f"a local disk or use PostgreSQL.")
 
 
+@contextmanager
+def _opening_lock(url: str, path: Path | None, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Serialise opening (schema creation) among processes on this storage; see the module docstring."""
+    if path is not None:
+        fd = os.open(path.with_name(path.name + ".open.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)   # closing releases the lock
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(engine_url(url), poolclass=sqlalchemy.pool.NullPool,
+                                      connect_args=engine_kwargs["connect_args"])
+    try:
+        with engine.connect() as con:
+            con.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                con.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
 def open_storage(url: str) -> Any:
     """An Optuna RDBStorage for `url`, with the settings above; UserError if it cannot be opened."""
     import optuna
@@ -105,7 +142,8 @@ def open_storage(url: str) -> Any:
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
-        return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine_kwargs)
+        with _opening_lock(url, path, engine_kwargs):
+            return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine_kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise UserError(f"could not open study storage {redact(url)!r} ({reason}).") from None
