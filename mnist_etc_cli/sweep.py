@@ -46,6 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
     d.set_defaults(func=cmd_dashboard)
 
+    u = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for the project's tracking store", description=(
+        "Serve the MLflow UI (mlflow ui) on 127.0.0.1 for the project's tracking store: the sweeps' parent and "
+        "trial runs, the registered champion, the audit runs and their images. Ctrl-C stops it."))
+    u.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
+    u.add_argument("--artifacts", type=Path, default=Path("artifacts"),
+                   help="output root whose mlflow.db is the store (default: artifacts)")
+    u.add_argument("--tracking-uri", help="another tracking store (default: sqlite:///<artifacts>/mlflow.db)")
+    u.set_defaults(func=cmd_ui)
+
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from mnist_etc.search_space import load_search_space
@@ -121,3 +130,32 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError(f"cannot serve on 127.0.0.1:{args.port} ({exc.strerror or exc}); pass another --port.") \
             from None
     return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+    import sys
+
+    from mnist_etc.errors import UserError
+    from mnist_etc.ports import port_is_free
+    from mnist_etc.sweep.storage import sqlite_path
+    from mnist_etc.sweep.tracking import default_tracking_uri
+
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port must be in 1..65535, got {args.port}.")
+    uri = args.tracking_uri or default_tracking_uri(args.artifacts)
+    db = sqlite_path(uri) if uri.startswith("sqlite:") else None
+    if uri.startswith("sqlite:") and (db is None or not db.exists()):
+        raise UserError(f"no MLflow store at {uri} yet; run 'mnist-etc sweep' first or pass --tracking-uri.")
+    if not port_is_free(args.port):
+        raise UserError(f"port {args.port} on 127.0.0.1 is in use; pass --port with a free one "
+                        f"(for example --port {args.port + 1}).")
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                             "--host", "127.0.0.1", "--port", str(args.port)])
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=30)
+        return 0

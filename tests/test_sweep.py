@@ -455,6 +455,8 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
                 break
             time.sleep(0.5)
         assert [t["state"] for t in detail["trials"]] == ["Complete"] * 3
+        # the objectives carry their metric names, so the dashboard does not say "Objective 0 / 1"
+        assert detail["objective_names"] == ["val_accuracy", "excess_cosine"]
         trial = detail["trials"][0]
         artifact = trial["artifacts"][0]
         png = get(f"/artifacts/{study_id}/{trial['trial_id']}/{artifact['artifact_id']}")
@@ -476,6 +478,52 @@ def test_dashboard_refuses_a_missing_storage(tmp_path, capsys):
     assert "no study storage" in capsys.readouterr().err
 
 
+def test_mlflow_ui_refuses_a_missing_store_and_a_busy_port(tmp_path, capsys):
+    import socket
+
+    from mlflow import MlflowClient
+
+    from mnist_etc_cli.main import main
+
+    assert main(["ui", "--artifacts", str(tmp_path / "none")]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["ui", "--artifacts", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use; pass --port with a free one" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves_the_project_store(tmp_path):
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("mnist-etc-ui-check")
+    port = free_ports(1)[0]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mnist-etc"), "ui", "--artifacts", str(tmp_path),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline, body = time.time() + 120, ""
+        while time.time() < deadline and "mnist-etc-ui-check" not in body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search"
+                                            f"?max_results=10", timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()[-2000:]
+                time.sleep(1)
+        assert "mnist-etc-ui-check" in body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200 and b"MLflow" in r.read()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 # ------------------------------------------------------------------------- study checks, winner policy
 
 
@@ -489,6 +537,8 @@ def test_study_checks(tmp_path):
     study_dir = tmp_path / "sweeps" / "checked"
     study, created = open_study(space, storage, study_dir, url)
     assert created and open_study(space.with_overrides(trials=9), storage, study_dir, url)[1] is False
+    # the dashboard names the objectives after the metrics, not "Objective 0 / 1"
+    assert study.metric_names == space.objective_names == ["val_accuracy", "excess_cosine"]
 
     changed = dataclasses.replace(space, fixed={**space.fixed, "ae_epochs": 2})
     with pytest.raises(UserError, match="different search space \\(fixed differ\\)"):

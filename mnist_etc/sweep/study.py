@@ -12,6 +12,7 @@ so no other live sweep of the study can own a RUNNING trial at that moment:
 from __future__ import annotations
 
 import fcntl
+import warnings
 import json
 import math
 import os
@@ -88,6 +89,10 @@ def open_study(space: SearchSpace, storage: Any, study_dir: Path, storage_label:
     if [d.name.lower() for d in study.directions] != space.directions:
         raise UserError(f"study {space.study!r} in {storage_label} optimises "
                         f"{[d.name.lower() for d in study.directions]}, not {space.directions}; pass another --study.")
+    if study.metric_names is None:   # what the Optuna dashboard labels the objectives with
+        with warnings.catch_warnings():   # "experimental since v3.2": the dashboard reads it all the same
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(space.objective_names)
     fingerprint = _canonical(space.fingerprint())
     stored = study.user_attrs.get(FINGERPRINT_ATTR)
     if stored is None:

@@ -5,7 +5,7 @@ The default tracking store is a SQLite file under artifacts/ (`artifacts/mlflow.
 The parent run's id is kept in the study's user attributes, so a resumed sweep nests its trials under
 the same parent run.
 
-Browse it with: mlflow ui --backend-store-uri sqlite:///artifacts/mlflow.db --host 127.0.0.1
+Browse it with: mnist-etc ui (the MLflow UI on 127.0.0.1:5000 for artifacts/mlflow.db)
 """
 from __future__ import annotations
 
