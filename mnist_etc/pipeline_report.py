@@ -45,7 +45,9 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
         f"{_num(audit.get('epsilon'), '.3g')}, excess leakage {_num(audit['leakage'], '+.4f')}"
         f"{' [%+.4f, %+.4f]' % tuple(audit['leakage_interval']) if audit.get('leakage_interval') else ''}, "
         f"membership AUC {_num(audit['membership_auc'])}"
-        f"{' [%.4f, %.4f]' % tuple(auc_interval) if auc_interval and None not in auc_interval else ''}, "
+        f"{' [%.4f, %.4f]' % tuple(auc_interval) if auc_interval and None not in auc_interval else ''}"
+        f"{', p %s' % _num(audit['membership_p_value'], '.3g') if audit.get('membership_p_value') is not None else ''}, "
+        f"{'canary epsilon_lb %s, ' % _num(audit['epsilon_lb'], '.3f') if audit.get('epsilon_lb') is not None else ''}"
         f"{_num(audit.get('triton_images_per_second'), ',.0f')} "
         f"attack images/s through Triton | {seconds['audit']:.0f} |",
         "",
