@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from mnist_etc.errors import UserError
@@ -20,6 +21,15 @@ VERB_MODULES = [
     "mnist_etc_cli.pipeline",
     "mnist_etc_cli.audit_dp",
 ]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same orderly stop as Ctrl-C: running trials are settled, partial artifacts
+    removed (the default action would kill the process between two writes and say nothing)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,15 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"mnist-etc {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"mnist-etc {args.verb}: terminated (SIGTERM); finished artifacts are kept, partial ones removed.",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"mnist-etc {args.verb}: interrupted; finished artifacts are kept, partial ones removed.",
               file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""Fault: SIGTERM (a service manager stopping the sweep) and SIGINT (Ctrl-C) while a trial trains.
+
+The sweep must stop within seconds, say what it did with the running trial, leave nothing RUNNING and keep
+every finished trial. SIGTERM used to kill the process on the spot: the trial stayed RUNNING until the next
+start and the user was told nothing."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_sweep import write_space
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signalled_sweep_settles_its_running_trial(tmp_path, sig, code, said):
+    import optuna
+
+    from mnist_etc.errors import UserError
+    from mnist_etc.sweep.storage import default_storage_url, open_storage
+
+    root = tmp_path / "artifacts"
+    space = write_space(tmp_path, "signalled", trials=3)
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_etc_cli.main", "sweep", "--space", str(space),
+                             "--no-prefect", "--artifacts", str(root)], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    study = None
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            time.sleep(0.2)
+            assert proc.poll() is None, "the sweep ended before the signal"
+            if study is None:
+                try:
+                    study = optuna.load_study(study_name="signalled", storage=open_storage(default_storage_url(root)))
+                except (KeyError, UserError):
+                    continue
+            states = [t.state.name for t in study.get_trials(deepcopy=False)]
+            if "COMPLETE" in states and "RUNNING" in states:
+                break
+        else:
+            pytest.fail("no trial was running after a finished one within 180 s")
+        finished = {t.number: t.datetime_complete for t in study.get_trials() if t.state.name == "COMPLETE"}
+        time.sleep(0.5)   # into the running trial's training
+        t0 = time.time()
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        stopped_after = time.time() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code and stopped_after < 30, (proc.returncode, stopped_after, out[-2000:])
+    assert said in out and "left unfinished when the sweep was interrupted; failed it and queued a retry" in out
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    assert {t.number: t.datetime_complete for t in trials if t.state.name == "COMPLETE"} == finished
+    assert [t.state.name for t in trials].count("WAITING") == 1   # the retry of the stopped trial
+    assert "Traceback" not in out
