@@ -137,12 +137,14 @@ def open_storage(url: str) -> Any:
     validate_storage_url(url)
     path = sqlite_path(url)
     if path is not None:
-        _enable_wal(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
         with _opening_lock(url, path, engine_kwargs):
+            if path is not None:   # switching to WAL races too ("database is locked"): inside the lock
+                _enable_wal(path)
             return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine_kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]

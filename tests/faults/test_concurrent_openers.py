@@ -19,7 +19,7 @@ CHILD = ("import sys, time\n"
 
 
 def _open_concurrently(url: str) -> list[tuple[int, str, str]]:
-    start = time.time() + 8
+    start = time.time() + 5
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, url, str(start)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(OPENERS)]
     try:
