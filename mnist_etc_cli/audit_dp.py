@@ -7,6 +7,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mnist_etc.privacy.canary import CanaryAuditConfig
+    from mnist_etc_cli.options import add_model_source_options
 
     d = CanaryAuditConfig()
     p = sub.add_parser("audit-dp", help="one-run canary audit: a lower bound on epsilon beside the accounted one",
@@ -17,11 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "at --confidence with the bound of Steinke, Nasr and Jagielski (NeurIPS 2023). Prints epsilon_lb beside "
         "the accounted epsilon and writes artifacts/audits-dp/<UTC time>/. Exits 1 when epsilon_lb exceeds the "
         "accounted epsilon: that is an accounting or DP-SGD bug. Needs no server."))
-    src = p.add_argument_group("model (one of; default: newest artifacts/sweeps/*/winner.json)")
-    src.add_argument("--model", type=Path, help="a trained-model directory written by 'mnist-etc train'")
-    src.add_argument("--winner", type=Path, help="a sweep's winner.json")
-    src.add_argument("--mlflow-model", metavar="URI", help="an MLflow model, e.g. models:/mnist-etc-smoke@champion")
-    src.add_argument("--mlflow-tracking-uri", metavar="URI", help="MLflow store of --mlflow-model")
+    add_model_source_options(p, "model")
     g = p.add_argument_group("canary audit")
     g.add_argument("--canaries", type=int, default=d.canaries, help="number of canaries m (default %(default)s)")
     g.add_argument("--inclusion", type=float, default=d.inclusion,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from pathlib import Path
 from typing import Any
 
 
@@ -46,3 +47,18 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> A
 
 def given(args: argparse.Namespace, cls: type, name: str) -> bool:
     return hasattr(args, f"{cls.__name__}.{name}")
+
+
+def add_model_source_options(parser: argparse.ArgumentParser, what: str = "source") -> None:
+    """--model / --winner / --mlflow-model / --mlflow-tracking-uri: the trained model a verb reads
+    (`mnist_etc.export_source.resolve_source` takes them in this order)."""
+    src = parser.add_argument_group(f"{what} (one of; default: newest artifacts/sweeps/*/winner.json)")
+    src.add_argument("--model", type=Path, help="a trained-model directory written by 'mnist-etc train'")
+    src.add_argument("--winner", type=Path, help="a sweep's winner.json")
+    src.add_argument("--mlflow-model", metavar="URI",
+                     help="models:/<name>@<alias> (the sweep registers models:/mnist-etc-<study>@champion), "
+                          "models:/<name>/<version> or runs:/<run id>/<path>, whose artifacts hold a trained-model "
+                          "directory")
+    src.add_argument("--mlflow-tracking-uri", metavar="URI",
+                     help="MLflow tracking URI of --mlflow-model (default: $MLFLOW_TRACKING_URI, else the sweep's "
+                          "sqlite:///artifacts/mlflow.db); a winner.json names its own")

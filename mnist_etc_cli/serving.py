@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mnist_etc.errors import UserError
+from mnist_etc_cli.options import add_model_source_options
 
 REPOSITORY = Path("triton/model_repository")
 DEFAULT_MODEL = "mnist_etc"
@@ -55,16 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "then publish it as the next version of two served models in the repository: NAME (Python backend "
         "running ONNX Runtime, for the embedded server) and NAME_onnx (platform onnxruntime_onnx, for the "
         "official Triton containers and GPUs). Source: the newest sweep winner by default."))
-    src = e.add_argument_group("source (one of; default: newest artifacts/sweeps/*/winner.json)")
-    src.add_argument("--model", type=Path, help="a trained-model directory written by 'mnist-etc train'")
-    src.add_argument("--winner", type=Path, help="a sweep's winner.json")
-    src.add_argument("--mlflow-model", metavar="URI",
-                     help="models:/<name>@<alias> (the sweep registers models:/mnist-etc-<study>@champion), "
-                          "models:/<name>/<version> or runs:/<run id>/<path>, whose artifacts hold a trained-model "
-                          "directory")
-    src.add_argument("--mlflow-tracking-uri", metavar="URI",
-                     help="MLflow tracking URI of --mlflow-model (default: $MLFLOW_TRACKING_URI, else the sweep's "
-                          "sqlite:///artifacts/mlflow.db); a winner.json names its own")
+    add_model_source_options(e)
     e.add_argument("--name", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})")
     e.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
     e.add_argument("--backends", default="python,onnxruntime", metavar="LIST",

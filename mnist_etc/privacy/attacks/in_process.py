@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from mnist_etc.privacy.layerwise import flat_layers
 from mnist_etc.tf_quiet import tf
 
 layers = tf.keras.layers
@@ -54,18 +55,12 @@ def _subpixel(layer: tf.keras.layers.Layer, x: tf.Tensor) -> tf.Tensor:
     return layer.activation(y + layer.bias if layer.use_bias else y)
 
 
-def _layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
-    out = []
-    for layer in model.layers:
-        out.extend(_layers(layer) if isinstance(layer, tf.keras.Sequential) else [layer])
-    return out
-
-
 def forward(model: tf.keras.Model, x: tf.Tensor, subpixel: bool = True) -> tf.Tensor:
     """The model's output, transposed convs as sub-pixel convs where they qualify (else the model itself)."""
-    if not subpixel or not isinstance(model, tf.keras.Sequential) or not any(_subpixel_ok(l) for l in _layers(model)):
+    layers_ = flat_layers(model) if isinstance(model, tf.keras.Sequential) else []
+    if not subpixel or not any(_subpixel_ok(l) for l in layers_):
         return model(x, training=False)
-    for layer in _layers(model):
+    for layer in layers_:
         if isinstance(layer, layers.InputLayer):
             continue
         x = _subpixel(layer, x) if _subpixel_ok(layer) else layer(x, training=False)
