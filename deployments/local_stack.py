@@ -125,6 +125,16 @@ def alive(pgid: int) -> bool:
     return True
 
 
+def _reap(pgids: list[int]) -> None:
+    """Collect the exit of group leaders this process started (tests call up() and down() in-process): an
+    unreaped leader is a zombie, and a zombie still counts as a live process group."""
+    for pgid in pgids:
+        try:
+            os.waitpid(pgid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
 def down(stack_dir: Path, timeout: float = 20.0) -> list[int]:
     state_file = stack_dir / "stack.json"
     if not state_file.exists():
@@ -138,15 +148,11 @@ def down(stack_dir: Path, timeout: float = 20.0) -> list[int]:
                 pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(alive(p) for p in pgids):
+            _reap(pgids)
             time.sleep(0.2)
         if not any(alive(p) for p in pgids):
             break
-    # Reap our direct children if this process started them (tests call up() and down() in-process).
-    for pgid in pgids:
-        try:
-            os.waitpid(pgid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+    _reap(pgids)
     state_file.unlink()
     return pgids
 
