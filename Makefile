@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-libs demo demo-core test test-fast stack-up stack-down clean-venv
+.PHONY: setup system-libs demo demo-core test test-fast schemas stack-up stack-down clean-venv
 
 setup: $(STAMP) system-libs
 
@@ -40,6 +40,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# JSON Schemas of the search-space and benchmark-grid files, generated from the pydantic models (editors use them).
+schemas: setup
+	$(PY) -m mnist_etc.config.schema
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,7 +17,6 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from mnist_etc.atomic import write_json_atomic  # noqa: E402
-from mnist_etc.search_space import load_search_space  # noqa: E402
+from mnist_etc.sweep.space import load_search_space  # noqa: E402
 
 
 def run(space_path: Path, study: str, artifacts: Path, runner: str, **overrides) -> dict:
@@ -54,10 +53,10 @@ def warm_up(space_path: Path, artifacts: Path, runner: str) -> None:
 
     space = load_search_space(space_path)
     cached_split(space.data)
-    params = {p.name: p.extremes()[0] for p in space.params}
+    params = {name: p.extremes()[0] for name, p in space.params.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        run_trial(TrialSpec("warmup", 0, params, asdict(space.train_config(params)), asdict(space.data),
-                            asdict(space.attack), str(Path(tmp) / "trial-0"), tuple(space.objective_names)))
+        run_trial(TrialSpec("warmup", 0, params, space.train_config(params), space.data,
+                            space.attack, str(Path(tmp) / "trial-0"), tuple(space.objective_names)))
     if runner == "prefect":
         from prefect import flow
 

@@ -1,17 +1,18 @@
 """Prefect flow `privacy-audit`: audit the current champion where it is deployed (nightly at 02:00 UTC).
 
     python -m flows.audit                        # or: mnist-etc audit; or the deployment privacy-audit/nightly
-    from flows.audit import privacy_audit; privacy_audit(leakage_bound=0.8)
+    from flows.audit import privacy_audit; privacy_audit(policy=AuditConfig(leakage_bound=0.8))
 
 The champion is the MLflow model `models:/<name>@champion` (default: the registered model of the newest
 sweep's winner.json). Its served version is the newest Triton model version exported from it. The
 public-prior attacker scores its candidates through Triton (an embedded server started for the audit, or
 `triton_url`) on training members and held-out non-members; the in-process and own-decoder attacks run
 beside it for the record, and a membership test runs through Triton too. When the champion is DP (or
-`canary_audit=True`), the one-run canary audit trains its configuration once more with `canaries` canaries
-and bounds epsilon from below. The flow run ends Failed when any test of the policy
-(`mnist_etc.privacy.audit.AuditConfig`) fails: epsilon infinite (unless `allow_non_private`) or above
-`max_epsilon`; the excess leakage's 95% interval wholly above `leakage_bound`; the membership AUC's interval
+`policy.canary_audit` is true), the one-run canary audit trains its configuration once more with
+`policy.canary.canaries` canaries and bounds epsilon from below. `policy` is the audit policy
+(`mnist_etc.privacy.audit.AuditConfig`; in the Prefect UI a form, with `--params '{"policy": {...}}'` a
+mapping validated before the run starts). The flow run ends Failed when any of its tests fails: epsilon
+infinite (unless `allow_non_private`) or above `max_epsilon`; the excess leakage's 95% interval wholly above `leakage_bound`; the membership AUC's interval
 wholly above `membership_auc_bound`; the canary audit's epsilon_lb above the accounted epsilon (an accounting
 bug); excess leakage grown by more than `growth_margin` since the previous audit of the same lineage.
 Prefect automations can alert on it.
@@ -24,21 +25,16 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from mnist_etc.config import AttackConfig, to_dict
-from mnist_etc.privacy.audit import AuditConfig, audit_dir_name, audit_summary, epsilon_of, served_version_of
-from mnist_etc.privacy.canary import CanaryAuditConfig
 from mnist_etc.errors import UserError
 from mnist_etc.export_source import newest_winner, resolve_source
 from mnist_etc.model_store import load_model
+from mnist_etc.privacy.audit import AuditConfig, audit_dir_name, audit_summary, epsilon_of, served_version_of
 from mnist_etc.triton.repository import validate_model_name
 from tasks.audit import attack_served_task, canary_audit_task, report_task
 
 
 class AuditFailed(RuntimeError):
     """A test of the audit policy failed: the flow run ends Failed."""
-
-
-DEFAULT_POLICY = AuditConfig()   # the defaults below come from the policy's one home
 
 
 def champion_uri(champion: str | None) -> str:
@@ -57,53 +53,16 @@ def lineage_of(uri: str) -> str:
     return uri.split(":/", 1)[-1].lstrip("/").split("@")[0].split("/")[0]
 
 
-def audit_policy(victims: int = DEFAULT_POLICY.attack.victims, n_iter: int = DEFAULT_POLICY.attack.n_iter,
-                 n_samples: int = DEFAULT_POLICY.attack.n_samples, n_best: int = DEFAULT_POLICY.attack.n_best,
-                 seed: int = DEFAULT_POLICY.attack.seed, membership_samples: int = DEFAULT_POLICY.membership_samples,
-                 max_epsilon: float = DEFAULT_POLICY.max_epsilon,
-                 allow_non_private: bool = DEFAULT_POLICY.allow_non_private,
-                 leakage_bound: float = DEFAULT_POLICY.leakage_bound,
-                 membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
-                 growth_margin: float = DEFAULT_POLICY.growth_margin,
-                 compare_in_process: bool = DEFAULT_POLICY.compare_in_process,
-                 canary_audit: bool | None = DEFAULT_POLICY.canary_audit,
-                 canaries: int = DEFAULT_POLICY.canary.canaries,
-                 canary_confidence: float = DEFAULT_POLICY.canary.confidence) -> AuditConfig:
-    """The policy from flat parameters (flow, CLI, pipeline), validated with one sentence per bad value."""
-    attack = AttackConfig(**{**to_dict(DEFAULT_POLICY.attack), "victims": victims, "n_iter": n_iter,
-                             "n_samples": n_samples, "n_best": n_best, "seed": seed})
-    canary = CanaryAuditConfig(canaries=canaries, confidence=canary_confidence, seed=seed)
-    return AuditConfig(attack=attack, membership_samples=membership_samples, max_epsilon=max_epsilon,
-                       allow_non_private=allow_non_private, leakage_bound=leakage_bound,
-                       membership_auc_bound=membership_auc_bound, growth_margin=growth_margin,
-                       compare_in_process=compare_in_process, canary_audit=canary_audit, canary=canary)
-
-
 @flow(name="privacy-audit", log_prints=True,
       description="Attack the served champion (public-prior hill climbing through Triton, membership inference), "
                   "bound epsilon from below with a one-run canary audit, compare with the last audit; fail on "
                   "epsilon, excess leakage, membership, an accounting bug or growth.")
 def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None = None,
                   served_model: str = "mnist_etc", repository: str = "triton/model_repository",
-                  triton_url: str | None = None, victims: int = DEFAULT_POLICY.attack.victims,
-                  n_iter: int = DEFAULT_POLICY.attack.n_iter, n_samples: int = DEFAULT_POLICY.attack.n_samples,
-                  n_best: int = DEFAULT_POLICY.attack.n_best, seed: int = DEFAULT_POLICY.attack.seed,
-                  membership_samples: int = DEFAULT_POLICY.membership_samples,
-                  max_epsilon: float = DEFAULT_POLICY.max_epsilon,
-                  allow_non_private: bool = DEFAULT_POLICY.allow_non_private,
-                  leakage_bound: float = DEFAULT_POLICY.leakage_bound,
-                  membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
-                  growth_margin: float = DEFAULT_POLICY.growth_margin,
-                  compare_in_process: bool = DEFAULT_POLICY.compare_in_process,
-                  canary_audit: bool | None = DEFAULT_POLICY.canary_audit,
-                  canaries: int = DEFAULT_POLICY.canary.canaries,
-                  canary_confidence: float = DEFAULT_POLICY.canary.confidence,
+                  triton_url: str | None = None, policy: AuditConfig = AuditConfig(),
                   audits_dir: str = "artifacts/audits") -> dict[str, Any]:
     logger = get_run_logger()
-    # Validated at the edge, before the server starts or a single query is sent.
-    cfg = audit_policy(victims, n_iter, n_samples, n_best, seed, membership_samples, max_epsilon, allow_non_private,
-                       leakage_bound, membership_auc_bound, growth_margin, compare_in_process, canary_audit,
-                       canaries, canary_confidence)
+    cfg = policy   # validated by Prefect (or the CLI) against the model before the run started
     validate_model_name(served_model)
     uri = champion_uri(champion)
     source = resolve_source(mlflow_model=uri, tracking_uri=mlflow_tracking_uri)

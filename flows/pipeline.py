@@ -19,11 +19,15 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.audit import DEFAULT_POLICY, AuditFailed, audit_policy, lineage_of, privacy_audit
+from flows.audit import AuditFailed, lineage_of, privacy_audit
 from flows.benchmark import benchmark
 from flows.export import export
 from flows.sweep import sweep
+from mnist_etc.benchmark.grid import BenchmarkOverrides, BenchmarkSpec
+from mnist_etc.benchmark.run import RunOptions
 from mnist_etc.pipeline_report import PIPELINE_DIR, render_summary, save_pipeline_summary
+from mnist_etc.privacy.audit_policy import AuditConfig
+from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.triton.repository import validate_model_name
 from tasks.serving import infer_task
 
@@ -34,23 +38,13 @@ def _run_name() -> str:
 
 @flow(name="pipeline", log_prints=True,
       description="Sweep, export the champion, serve it on Triton, benchmark the serving config, audit privacy.")
-def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces/benchmark_smoke.yaml",
+def pipeline(space: str | SearchSpace = "search_spaces/smoke.yaml",
+             grid: str | BenchmarkSpec = "search_spaces/benchmark_smoke.yaml",
              trials: int | None = None, parallelism: int | None = None, served_model: str = "mnist_etc",
-             repository: str = "triton/model_repository", audit_victims: int = DEFAULT_POLICY.attack.victims,
-             audit_n_iter: int = DEFAULT_POLICY.attack.n_iter, max_epsilon: float = DEFAULT_POLICY.max_epsilon,
-             allow_non_private: bool = DEFAULT_POLICY.allow_non_private,
-             leakage_bound: float = DEFAULT_POLICY.leakage_bound,
-             membership_auc_bound: float = DEFAULT_POLICY.membership_auc_bound,
-             growth_margin: float = DEFAULT_POLICY.growth_margin,
-             canary_audit: bool | None = DEFAULT_POLICY.canary_audit, canaries: int = DEFAULT_POLICY.canary.canaries,
-             canary_confidence: float = DEFAULT_POLICY.canary.confidence,
+             repository: str = "triton/model_repository", audit: AuditConfig = AuditConfig(),
              artifacts: str = "artifacts", run: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     validate_model_name(served_model)
-    audit_policy(victims=audit_victims, n_iter=audit_n_iter, max_epsilon=max_epsilon,
-                 allow_non_private=allow_non_private, leakage_bound=leakage_bound,
-                 membership_auc_bound=membership_auc_bound, growth_margin=growth_margin, canary_audit=canary_audit,
-                 canaries=canaries, canary_confidence=canary_confidence)  # checked before the sweep
     run = run or _run_name()
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -58,7 +52,7 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
     seconds["sweep"] = time.perf_counter() - t
     winner = swept.get("winner")
     if not winner:
-        raise RuntimeError(f"the sweep of {space} chose no winner (see {swept['files'].get('summary_md')}); "
+        raise RuntimeError(f"the sweep of {getattr(space, 'source', space)} chose no winner (see {swept['files'].get('summary_md')}); "
                            f"nothing to export.")
     t = time.perf_counter()
     exported = export(winner=swept["files"]["winner_json"], name=served_model, repository=repository)
@@ -78,21 +72,17 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
         served["url"] = server.grpc_url
         seconds["serve"] = time.perf_counter() - t
         t = time.perf_counter()
-        bench = benchmark(grid=grid, url=server.grpc_url, model=served_model, version=exported["version"],
-                          repository=repository, run=f"pipeline-{run}", artifacts=artifacts)
+        bench = benchmark(grid=grid, overrides=BenchmarkOverrides(model=served_model, version=exported["version"],
+                                                                  repository=repository),
+                          options=RunOptions(url=server.grpc_url, run=f"pipeline-{run}", artifacts=artifacts))
         seconds["benchmark"] = time.perf_counter() - t
         t = time.perf_counter()
         audit_state = privacy_audit(champion=champion, mlflow_tracking_uri=(winner.get("mlflow") or {}).get("tracking_uri"),
-                                    served_model=served_model, repository=repository,
-                                    triton_url=server.grpc_url, victims=audit_victims, n_iter=audit_n_iter,
-                                    max_epsilon=max_epsilon, allow_non_private=allow_non_private,
-                                    leakage_bound=leakage_bound, membership_auc_bound=membership_auc_bound,
-                                    growth_margin=growth_margin, canary_audit=canary_audit, canaries=canaries,
-                                    canary_confidence=canary_confidence,
-                                    audits_dir=str(Path(artifacts) / "audits"), return_state=True)
+                                    served_model=served_model, repository=repository, triton_url=server.grpc_url,
+                                    policy=audit, audits_dir=str(Path(artifacts) / "audits"), return_state=True)
         seconds["audit"] = time.perf_counter() - t
-    audit = audit_state.result(raise_on_failure=False)
-    failure = audit if isinstance(audit, BaseException) else None
+    audited = audit_state.result(raise_on_failure=False)
+    failure = audited if isinstance(audited, BaseException) else None
     if failure is not None:
         from mnist_etc.privacy.audit import audit_summary, previous_audit
 
@@ -100,14 +90,14 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
         # that one. An audit that broke wrote none, and an older record must not stand in for it.
         rec = (previous_audit(Path(artifacts) / "audits", lineage_of(champion))
                if champion and isinstance(failure, AuditFailed) else None)
-        audit = audit_summary(rec) if rec else {"passed": False, "leakage": None, "membership_auc": None,
+        audited = audit_summary(rec) if rec else {"passed": False, "leakage": None, "membership_auc": None,
                                                 "triton_images_per_second": 0.0, "report": None}
-        audit["error"] = str(failure)
-    markdown = render_summary(run, swept, exported, served, bench, audit, seconds)
-    audit_grid = str(Path(audit["report"]) / "grid.png") if audit.get("report") else None
+        audited["error"] = str(failure)
+    markdown = render_summary(run, swept, exported, served, bench, audited, seconds)
+    audit_grid = str(Path(audited["report"]) / "grid.png") if audited.get("report") else None
     out = save_pipeline_summary(Path(artifacts) / PIPELINE_DIR.name / run, markdown,
                                 {"run": run, "sweep": swept, "export": exported, "serve": served,
-                                 "benchmark": bench, "audit": audit, "seconds": seconds},
+                                 "benchmark": bench, "audit": audited, "seconds": seconds},
                                 {"pareto.png": swept["files"].get("pareto_png"),
                                  "throughput_vs_p99.png": bench["files"].get("plot"),
                                  "heatmap.png": bench["files"].get("heatmap"), "audit_grid.png": audit_grid})
@@ -118,7 +108,7 @@ def pipeline(space: str = "search_spaces/smoke.yaml", grid: str = "search_spaces
         raise AuditFailed(f"the privacy audit failed: {failure}")
     if failure is not None:
         raise RuntimeError(f"the privacy audit did not finish: {failure}") from failure
-    return {"run": run, "summary": str(out / "summary.md"), "seconds": seconds, "audit_passed": audit["passed"]}
+    return {"run": run, "summary": str(out / "summary.md"), "seconds": seconds, "audit_passed": audited["passed"]}
 
 
 if __name__ == "__main__":

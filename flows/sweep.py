@@ -3,7 +3,8 @@
     python -m flows.sweep --help                  # or: mnist-etc sweep --space search_spaces/smoke.yaml
     from flows.sweep import sweep; sweep(space="search_spaces/smoke.yaml", trials=4, parallelism=2)
 
-Parameters are those of `mnist-etc sweep`. The orchestration (ask/tell, stale trials, MLflow, winner,
+Parameters are those of `mnist-etc sweep`; `space` is a search-space file, or the search space itself (a
+`mnist_etc.sweep.space.SearchSpace`, or in `--params` the same mapping as the YAML). The orchestration (ask/tell, stale trials, MLflow, winner,
 reports) is library code, `mnist_etc.sweep.run_sweep`; this flow picks the task runner (threads by
 default, or a process pool), runs it, and publishes the summary as a Prefect markdown artifact.
 Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10 to 15 s).
@@ -11,7 +12,6 @@ Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
@@ -19,14 +19,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from mnist_etc.search_space import load_search_space
+from mnist_etc.artifact_keys import artifact_key
 from mnist_etc.sweep import SweepOptions, run_sweep
+from mnist_etc.sweep.space import SearchSpace, load_search_space
 from tasks.trials import PrefectTrialRunner, make_task_runner
-
-
-def artifact_key(study: str) -> str:
-    """Prefect artifact keys take lowercase letters, digits and dashes only."""
-    return "sweep-" + re.sub(r"[^a-z0-9-]", "-", study.lower())
 
 
 @contextmanager
@@ -58,20 +54,28 @@ def _workers_share_temporary_server(task_runner: str) -> Iterator[None]:
 
 def _run_name() -> str:
     params = flow_run.parameters
-    return f"sweep-{params.get('study') or str(params.get('space', 'space')).rsplit('/', 1)[-1].split('.')[0]}"
+    space = params.get("space", "space")
+    if isinstance(space, (SearchSpace, dict)):
+        named = space.study if isinstance(space, SearchSpace) else space.get("study", "space")
+    else:
+        named = str(space).rsplit("/", 1)[-1].split(".")[0]
+    return f"sweep-{params.get('study') or named}"
 
 
 @flow(name="sweep", flow_run_name=_run_name, log_prints=True,
       description="Optuna sweep over training settings, scored on test accuracy and attack leakage.")
-def sweep(space: str = "search_spaces/smoke.yaml", trials: int | None = None, parallelism: int | None = None,
-          storage: str | None = None, study: str | None = None, mlflow_uri: str | None = None,
-          task_runner: Literal["threads", "processes"] = "threads", artifacts: str = "artifacts") -> dict[str, Any]:
-    search = load_search_space(space).with_overrides(study=study, trials=trials, parallelism=parallelism)
+def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | None = None,
+          parallelism: int | None = None, storage: str | None = None, study: str | None = None,
+          mlflow_uri: str | None = None, task_runner: Literal["threads", "processes"] = "threads",
+          artifacts: str = "artifacts") -> dict[str, Any]:
+    # A path is read here; a SearchSpace (from the CLI, or a mapping in --params) arrives validated.
+    search = space if isinstance(space, SearchSpace) else load_search_space(space)
+    search = search.with_overrides(study=study, trials=trials, parallelism=parallelism)
     options = SweepOptions.build(storage=storage, artifacts=artifacts, mlflow_uri=mlflow_uri)
     logger = get_run_logger()
     with _workers_share_temporary_server(task_runner), make_task_runner(task_runner, search.parallelism) as runner:
         summary = run_sweep(search, options, PrefectTrialRunner(runner), log=logger.info)
-    create_markdown_artifact(markdown=summary.markdown, key=artifact_key(search.study),
+    create_markdown_artifact(markdown=summary.markdown, key=artifact_key("sweep", search.study),
                              description=f"Sweep {search.study}: Pareto front, winner and report files.")
     result = summary.to_dict()
     result.pop("markdown")

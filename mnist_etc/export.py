@@ -26,14 +26,12 @@ from mnist_etc.atomic import staged_dir, write_json_atomic
 from mnist_etc.data import DataSplit, load_split
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
-from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME
+from mnist_etc.tensor_spec import DEFAULT_OPSET, IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME, check_opset
 from mnist_etc.tf_quiet import tf
 
 FORMAT_VERSION = 1
 # Opset 17: within what Triton 2.51's onnxruntime backend (ORT 1.19) and ORT 1.32 both run, and what
 # tf2onnx 1.17 emits well; newer opsets buy nothing for convolutions and dense layers.
-DEFAULT_OPSET = 17
-SUPPORTED_OPSETS = range(13, 19)
 PARITY_IMAGES = 256
 PARITY_ATOL = 1e-4
 
@@ -72,8 +70,7 @@ def convert_to_onnx(model: tf.keras.Model, opset: int = DEFAULT_OPSET,
     import tf2onnx
     from tf2onnx import logging as tf2onnx_logging
 
-    if opset not in SUPPORTED_OPSETS:
-        raise UserError(f"opset must be in {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}, got {opset!r}.")
+    check_opset(opset)
     tf2onnx_logging.set_level(logging.ERROR)  # its INFO lines about rewriters are noise to a user
     spec = [tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32, name=INPUT_NAME)]
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)

@@ -15,6 +15,7 @@ from typing import Any
 
 from mnist_etc.atomic import staged_dir
 from mnist_etc.errors import UserError
+from mnist_etc.tracking_uri import default_tracking_uri
 
 SWEEPS_DIR = Path("artifacts/sweeps")
 RUN_ID_KEYS = ("mlflow_run_id", "run_id")
@@ -86,13 +87,6 @@ def resolve_source(model_dir: str | Path | None = None, winner: str | Path | Non
     if mlflow_model is not None:
         return source_from_mlflow(mlflow_model, tracking_uri, download_dir)
     return source_from_winner(winner if winner is not None else newest_winner())
-
-
-def default_tracking_uri() -> str:
-    """The sweep's default MLflow store (one home for it: mnist_etc.sweep.tracking)."""
-    from mnist_etc.sweep.tracking import default_tracking_uri as sweep_default
-
-    return sweep_default(Path("artifacts"))
 
 
 def source_from_mlflow(uri: str, tracking_uri: str | None, download_dir: Path) -> ExportSource:

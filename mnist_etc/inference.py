@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mnist_etc.atomic import write_text_atomic
-from mnist_etc.config import DataConfig, from_dict
+from mnist_etc.config import DataConfig
 from mnist_etc.data import load_split
 from mnist_etc.errors import UserError
 from mnist_etc.triton.client import ClassifierClient
@@ -81,7 +81,7 @@ def infer_with_client(client: ClassifierClient, repository: Path = DEFAULT_REPOS
         if record is None:
             raise UserError(f"no export record for {client.model!r} v{client.version} in {str(repository)!r}, so the "
                             f"test split is unknown; pass --repository holding the model, or a data config.")
-        data_config = from_dict(DataConfig, record["source"]["data_config"])
+        data_config = DataConfig.parse(record["source"]["data_config"])
     split = load_split(data_config)
     start = time.perf_counter()
     logits = client.infer(split.x_test, batch_size)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic
-from mnist_etc.config import DataConfig, TrainConfig, from_dict, to_dict
+from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.models import Networks
@@ -37,9 +37,9 @@ def model_record(result: TrainResult, split: DataSplit) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": to_dict(result.config),
+        "config": result.config.to_dict(),
         "data": split.describe(),
-        "data_config": to_dict(split.config),
+        "data_config": split.config.to_dict(),
         "metrics": result.metrics,
         "privacy": p.as_dict(),
         "history": result.history,
@@ -70,11 +70,11 @@ class StoredModel:
 
     @property
     def config(self) -> TrainConfig:
-        return from_dict(TrainConfig, self.record["config"])
+        return TrainConfig.parse(self.record["config"])
 
     @property
     def data_config(self) -> DataConfig:
-        return from_dict(DataConfig, self.record["data_config"])
+        return DataConfig.parse(self.record["data_config"])
 
     @property
     def epsilon(self) -> float:
@@ -90,7 +90,7 @@ def load_model(path: str | Path) -> StoredModel:
                         f"'mnist-etc train'.")
     try:
         record = json.loads(meta.read_text())
-        cfg = from_dict(TrainConfig, record["config"])
+        cfg = TrainConfig.parse(record["config"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UserError(f"{str(meta)!r} is not a valid model record ({type(exc).__name__}: {exc}).") from None
     nets = Networks.build(cfg.hid_dim)

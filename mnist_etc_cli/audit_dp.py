@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mnist_etc.privacy.canary import CanaryAuditConfig
+    from mnist_etc.privacy.audit_policy import CanaryAuditConfig
     from mnist_etc_cli.options import add_model_source_options
 
     d = CanaryAuditConfig()
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit_dp(args: argparse.Namespace) -> int:
-    from mnist_etc.privacy.canary import CanaryAuditConfig
+    from mnist_etc.privacy.audit_policy import CanaryAuditConfig
 
     cfg = CanaryAuditConfig(canaries=args.canaries, inclusion=args.inclusion, confidence=args.confidence,
                             seed=args.seed)   # checked before anything is loaded or trained

@@ -3,14 +3,17 @@ p99 latency budget, write it into the model repository (and adopt it with --adop
 from __future__ import annotations
 
 import argparse
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-# CLI dest -> override name of mnist_etc.benchmark.grid.BenchmarkSpec.with_overrides (same names as the flow).
-OVERRIDES = ("model", "version", "repository", "instance_count", "max_batch_size", "max_queue_delay_microseconds",
-             "preferred_batch_size", "intra_op_threads", "concurrency", "request_batch_size", "protocol",
-             "interval_ms", "stability_percentage", "max_trials", "percentile", "timeout_s", "p99_budget_ms",
-             "objective", "baseline", "strategy")
+from mnist_etc_cli.options import flag_named
+
+
+# Option names that differ from their field (the rest: --field-name); help texts are the fields' descriptions.
+FLAG_NAMES = {"max_queue_delay_microseconds": "max-queue-delay-us", "interval_ms": "measurement-interval-ms",
+              "timeout_s": "point-timeout-s"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,48 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="make the best config of a finished run the model's config.pbtxt (previous one kept in "
                         "configs/before-<run>.pbtxt), then stop")
 
-    s = argparse.SUPPRESS
-    m = p.add_argument_group("model")
-    m.add_argument("--model", default=s, metavar="NAME", help="served model name")
-    m.add_argument("--version", type=int, default=s, metavar="N", help="model version (default: the newest)")
-    m.add_argument("--repository", default=s, metavar="DIR", help="model repository")
-
-    g = p.add_argument_group("grid axes (each replaces that axis in every sub-grid of --grid)")
-    g.add_argument("--instance-count", dest="instance_count", default=s, metavar="LIST", help="e.g. 1,2,4")
-    g.add_argument("--max-batch-size", dest="max_batch_size", default=s, metavar="LIST", help="e.g. 16,64")
-    g.add_argument("--max-queue-delay-us", dest="max_queue_delay_microseconds", default=s, metavar="LIST",
-                   help="dynamic batcher's queue delay in microseconds, e.g. 100,500,2000")
-    g.add_argument("--preferred-batch-size", dest="preferred_batch_size", action="append", default=s,
-                   metavar="SIZES", help="one choice per use: 8,16,32,64 or 'none' (Triton prefers max_batch_size); "
-                                         "repeat for several choices")
-    g.add_argument("--intra-op-threads", dest="intra_op_threads", default=s, metavar="LIST",
-                   help="ONNX Runtime threads per instance; 0 = all cores")
-    g.add_argument("--concurrency", default=s, metavar="LIST", help="requests in flight, e.g. 3:6,20")
-
-    lo = p.add_argument_group("load and measurement")
-    lo.add_argument("--request-batch-size", dest="request_batch_size", type=int, default=s, metavar="N",
-                    help="images per request (perf_analyzer -b)")
-    lo.add_argument("--protocol", choices=["grpc", "http"], default=s)
-    lo.add_argument("--measurement-interval-ms", dest="interval_ms", type=int, default=s, metavar="MS",
-                    help="perf_analyzer window (--measurement-interval)")
-    lo.add_argument("--stability-percentage", dest="stability_percentage", type=float, default=s, metavar="PCT",
-                    help="max/min of the last 3 windows must be within this")
-    lo.add_argument("--max-trials", dest="max_trials", type=int, default=s, metavar="N",
-                    help="windows before a point is recorded as unstable")
-    lo.add_argument("--percentile", type=int, default=s, metavar="P",
-                    help="judge stability on this latency percentile instead of the mean")
-    lo.add_argument("--point-timeout-s", dest="timeout_s", type=float, default=s, metavar="S",
-                    help="stop perf_analyzer after this many seconds (default: derived from the windows)")
-
-    j = p.add_argument_group("judging")
-    j.add_argument("--p99-budget-ms", dest="p99_budget_ms", type=float, default=s, metavar="MS",
-                   help="p99 latency budget in milliseconds")
-    j.add_argument("--objective", choices=["throughput", "throughput_per_instance", "efficiency"], default=s,
-                   help="what the best configuration maximises under the budget")
-    j.add_argument("--baseline", choices=["current", "defaults"], default=s,
-                   help="the configuration to beat: the one loaded at start (current) or TritonModelConfig's defaults")
-    j.add_argument("--strategy", choices=["brute", "prune_over_budget"], default=s,
-                   help="brute: every point; prune_over_budget: skip higher concurrencies of a config over budget")
+    add_override_options(p)
 
     o = p.add_argument_group("outputs")
     o.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
@@ -103,18 +65,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_benchmark)
 
 
-def _preferred(values: list[str]) -> list[list[int]]:
-    from mnist_etc.benchmark.grid import parse_int_list
+def _leaves(hint: Any) -> list[Any]:
+    """The plain types a field annotation accepts (Optional, Annotated and unions unwrapped)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return _leaves(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [leaf for arg in typing.get_args(hint) for leaf in _leaves(arg)]
+    return [] if hint is type(None) else [hint]
 
-    return [[] if v.strip().lower() in ("none", "[]", "") else
-            list(parse_int_list(v, "--preferred-batch-size", 1)) for v in values]
+
+def add_override_options(parser: argparse.ArgumentParser) -> None:
+    """One option per benchmark override (mnist_etc.benchmark.grid.OVERRIDES), typed after its field; lists
+    and ranges are given as text and expanded by the model itself."""
+    from mnist_etc.benchmark.grid import GRID_AXES, OVERRIDES
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for title, owner, names in OVERRIDES:
+        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        for name in names:
+            f = owner.model_fields[name]
+            leaves = _leaves(f.annotation)
+            literal = [leaf for leaf in leaves if typing.get_origin(leaf) is typing.Literal]
+            kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f.description}
+            if name == "preferred_batch_size":
+                kw.update(action="append", metavar="SIZES", help="one choice per use: 8,16,32,64 or 'none' (Triton "
+                                                                 "prefers max_batch_size); repeat for several choices")
+            elif literal:
+                kw["choices"] = typing.get_args(literal[0])
+            elif leaves in ([int], [float]):
+                kw.update(type=leaves[0], metavar=leaves[0].__name__.upper())
+            else:
+                kw["metavar"] = "LIST" if name in GRID_AXES + ("concurrency",) else "DIR" if Path in leaves else "TEXT"
+            group.add_argument("--" + FLAG_NAMES.get(name, name).replace("_", "-"), **kw)
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    out = {k: getattr(args, k) for k in OVERRIDES if hasattr(args, k)}
-    if "preferred_batch_size" in out:
-        out["preferred_batch_size"] = _preferred(out["preferred_batch_size"])
-    return out
+def overrides_from_args(args: argparse.Namespace) -> Any:
+    """The overrides given on the command line, validated (one sentence naming the setting if not)."""
+    from mnist_etc.benchmark.grid import BenchmarkOverrides
+
+    from mnist_etc.errors import UserError
+
+    try:
+        return BenchmarkOverrides.parse({k: getattr(args, k) for k in BenchmarkOverrides.model_fields
+                                         if hasattr(args, k)})
+    except UserError as exc:
+        flags = {name: "--" + FLAG_NAMES.get(name, name).replace("_", "-") for name in BenchmarkOverrides.model_fields}
+        raise UserError(flag_named(str(exc), flags)) from None
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -123,7 +120,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from mnist_etc.benchmark import RunOptions, preflight, resolve_spec
 
     # Everything a user can get wrong is checked here, before Prefect or Triton start.
-    spec = resolve_spec(args.grid, **overrides_from_args(args))
+    overrides = overrides_from_args(args)
+    spec = resolve_spec(args.grid, overrides)
     options = RunOptions(url=args.url, run=args.run, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri,
                          mlflow=not args.no_mlflow, write_best=not args.no_write_best)
     if args.dry_run:
@@ -133,14 +131,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.no_prefect:
         from mnist_etc.benchmark import run_benchmark
 
-        outcome = run_benchmark(spec, options)
-        result = outcome.to_dict()
+        result = run_benchmark(spec, options).to_dict()
     else:
         from flows.benchmark import benchmark
 
-        result = benchmark(grid=str(args.grid) if args.grid else None, url=args.url, run=args.run,
-                           artifacts=str(args.artifacts), mlflow_uri=args.mlflow_uri, mlflow=not args.no_mlflow,
-                           write_best=not args.no_write_best, **overrides_from_args(args))
+        result = benchmark(grid=spec, options=options)   # the spec validated above, overrides applied
     print_result(result)
     return 0
 

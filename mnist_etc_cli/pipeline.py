@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from mnist_etc_cli.options import flag_named
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,56 +42,92 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=cmd_audit)
 
 
-def add_policy_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The audit policy's options, defaults from `AuditConfig` (their one home)."""
-    from mnist_etc.privacy.audit import AuditConfig
+# Flag -> where it lives in the audit policy (`AuditConfig`, the one home of defaults, bounds and help).
+POLICY_FLAGS = {"victims": "attack.victims", "n-iter": "attack.n_iter", "max-epsilon": "max_epsilon",
+                "leakage-bound": "leakage_bound", "membership-auc-bound": "membership_auc_bound",
+                "growth-margin": "growth_margin", "canaries": "canary.canaries",
+                "canary-confidence": "canary.confidence"}
+PREFIXED = ("victims", "n-iter")   # the pipeline names these --audit-victims, --audit-n-iter
 
-    d = AuditConfig()
-    g = parser.add_argument_group("audit policy")
-    g.add_argument(f"--{prefix}victims", type=int, default=d.attack.victims,
-                   help="members and as many non-members attacked (at least 50; default %(default)s)")
-    g.add_argument(f"--{prefix}n-iter", type=int, default=d.attack.n_iter,
-                   help="hill-climbing iterations (default %(default)s)")
-    g.add_argument("--max-epsilon", type=float, default=d.max_epsilon, help="fail above this epsilon (default %(default)s)")
-    g.add_argument("--allow-non-private", action="store_true",
-                   help="let a model with epsilon = inf pass the epsilon test (default: it fails)")
-    g.add_argument("--leakage-bound", type=float, default=d.leakage_bound,
-                   help="fail when the excess cosine's 95%% interval lies wholly above this (default %(default)s)")
-    g.add_argument("--membership-auc-bound", type=float, default=d.membership_auc_bound,
-                   help="fail when the membership AUC's 95%% interval lies wholly above this (default %(default)s)")
-    g.add_argument("--growth-margin", type=float, default=d.growth_margin,
-                   help="fail when the excess cosine grew more than this since the last audit (default %(default)s)")
+
+def _policy_field(path: str) -> tuple[Any, Any]:
+    """The pydantic field at `path` of the audit policy and its default value."""
+    from mnist_etc.privacy.audit_policy import AuditConfig
+
+    model, value = AuditConfig, AuditConfig()
+    for part in path.split("."):
+        field, value = model.model_fields[part], getattr(value, part)
+        model = field.annotation
+    return field, value
+
+
+def _flag(name: str, prefix: str) -> str:
+    return f"--{prefix}{name}" if name in PREFIXED else f"--{name}"
+
+
+def add_policy_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The audit policy's options: help, type and default read from `AuditConfig`."""
+    g = parser.add_argument_group("audit policy (mnist_etc.privacy.audit_policy.AuditConfig)")
+    for name, path in POLICY_FLAGS.items():
+        field, default = _policy_field(path)
+        g.add_argument(_flag(name, prefix), dest=f"policy:{path}", type=field.annotation, default=argparse.SUPPRESS,
+                       metavar=field.annotation.__name__.upper(),
+                       help=f"{field.description} (default {default})".replace("%", "%%"))
+    g.add_argument("--allow-non-private", dest="policy:allow_non_private", action="store_true",
+                   default=argparse.SUPPRESS, help=_policy_field("allow_non_private")[0].description.replace("%", "%%"))
     g.add_argument("--canary-audit", choices=["auto", "on", "off"], default="auto",
                    help="the one-run canary audit (one more training run of the champion's configuration): 'auto' "
                         "runs it when the champion is DP (default %(default)s)")
-    g.add_argument("--canaries", type=int, default=d.canary.canaries,
-                   help="canaries of that audit (default %(default)s)")
-    g.add_argument("--canary-confidence", type=float, default=d.canary.confidence,
-                   help="confidence of its epsilon lower bound (default %(default)s)")
 
 
-def policy_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
-    """The policy options as keyword arguments, checked (one sentence, exit 2) before any flow starts."""
-    from flows.audit import audit_policy
+def policy_from_args(args: argparse.Namespace, prefix: str = "") -> Any:
+    """The audit policy from the options given over its defaults; a bad value is one sentence naming the flag."""
+    from mnist_etc.errors import UserError
+    from mnist_etc.privacy.audit_policy import AuditConfig
 
-    kw = dict(victims=getattr(args, f"{prefix}victims"), n_iter=getattr(args, f"{prefix}n_iter"),
-              max_epsilon=args.max_epsilon, allow_non_private=args.allow_non_private,
-              leakage_bound=args.leakage_bound, membership_auc_bound=args.membership_auc_bound,
-              growth_margin=args.growth_margin,
-              canary_audit={"auto": None, "on": True, "off": False}[args.canary_audit], canaries=args.canaries,
-              canary_confidence=args.canary_confidence)
-    audit_policy(**kw)
-    return kw
+    nested: dict[str, Any] = {"canary_audit": {"auto": None, "on": True, "off": False}[args.canary_audit]}
+    for key, value in vars(args).items():
+        if key.startswith("policy:"):
+            *parents, leaf = key.removeprefix("policy:").split(".")
+            node = nested
+            for parent in parents:
+                node = node.setdefault(parent, getattr(AuditConfig(), parent).to_dict())
+            node[leaf] = value
+    try:
+        return AuditConfig.parse(nested)
+    except UserError as exc:
+        flags = {path: _flag(name, prefix) for name, path in POLICY_FLAGS.items()}
+        raise UserError(flag_named(str(exc), flags)) from None
+
+
+def check_champion(champion: str | None, served_model: str) -> None:
+    """What the audit flow would find wrong only after Prefect started: checked first."""
+    from mnist_etc.errors import UserError
+    from mnist_etc.triton.repository import validate_model_name
+
+    validate_model_name(served_model)
+    if champion is not None and not champion.startswith(("models:/", "runs:/")):
+        raise UserError(f"--champion {champion!r} is not accepted; give an MLflow model URI such as "
+                        f"models:/mnist-etc-smoke@champion or runs:/<run id>/<path>.")
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    # Everything a user can get wrong is checked here, before Prefect, a server or a training run starts.
+    from mnist_etc.benchmark import resolve_spec
+    from mnist_etc.sweep.space import load_search_space
+    from mnist_etc.names import validate_name
+
+    policy = policy_from_args(args, prefix="audit-")
+    space = load_search_space(args.space).with_overrides(trials=args.trials, parallelism=args.parallelism)
+    grid = resolve_spec(args.grid)
+    if args.run is not None:
+        validate_name(args.run, "--run")
+
     from flows.audit import AuditFailed
     from flows.pipeline import pipeline
 
-    kw = policy_kwargs(args, prefix="audit_")
     try:
-        pipeline(space=args.space, grid=args.grid, trials=args.trials, parallelism=args.parallelism, run=args.run,
-                 audit_victims=kw.pop("victims"), audit_n_iter=kw.pop("n_iter"), **kw)
+        pipeline(space=space, grid=grid, run=args.run, audit=policy)   # validated above, passed as is
     except AuditFailed as exc:
         print(f"mnist-etc pipeline: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -96,11 +135,13 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    policy = policy_from_args(args)   # before Prefect or a server starts
+    check_champion(args.champion, args.served_model)
+
     from flows.audit import AuditFailed, privacy_audit
 
-    kw = policy_kwargs(args)
     try:
-        privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, **kw)
+        privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, policy=policy)
     except AuditFailed as exc:
         print(f"mnist-etc audit: FAILED: {exc}", file=sys.stderr)
         return 1

@@ -44,8 +44,7 @@ def add_triton_config_options(parser: argparse.ArgumentParser) -> None:
 def config_from_triton_args(args: argparse.Namespace):
     from mnist_etc.triton.model_config import TritonModelConfig
 
-    names = {f for f in TritonModelConfig.__dataclass_fields__}
-    return TritonModelConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return TritonModelConfig(**{k: v for k, v in vars(args).items() if k in TritonModelConfig.model_fields})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -109,6 +108,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not backends or set(backends) - set(BACKENDS):
         raise UserError(f"--backends must list python and/or onnxruntime, got {args.backends!r}.")
     triton_cfg = config_from_triton_args(args)   # validated before any work starts
+    from mnist_etc.tensor_spec import check_opset
+
+    check_opset(args.opset)
     from mnist_etc.export import export_to_repository, log_export_to_mlflow
     from mnist_etc.export_source import resolve_source
     from mnist_etc.model_store import load_model

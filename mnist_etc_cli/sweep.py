@@ -57,9 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mnist_etc.search_space import load_search_space
     from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
     from mnist_etc.sweep.orchestrator import preflight
+    from mnist_etc.sweep.space import load_search_space
     from mnist_etc.sweep.storage import open_storage
 
     # Everything a user can get wrong is checked here, before Prefect starts its server.
@@ -76,8 +76,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.sweep import sweep
 
-    result = sweep(space=str(args.space), trials=args.trials, parallelism=args.parallelism, storage=args.storage,
-                   study=args.study, mlflow_uri=args.mlflow_uri, task_runner=args.task_runner,
+    # The validated search space itself, overrides applied: the flow does not read the file again.
+    result = sweep(space=space, storage=args.storage, mlflow_uri=args.mlflow_uri, task_runner=args.task_runner,
                    artifacts=str(args.artifacts))
     print_summary(result)
     return 0
@@ -139,7 +139,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from mnist_etc.errors import UserError
     from mnist_etc.ports import port_is_free
     from mnist_etc.sweep.storage import sqlite_path
-    from mnist_etc.sweep.tracking import default_tracking_uri
+    from mnist_etc.tracking_uri import default_tracking_uri
 
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be in 1..65535, got {args.port}.")

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a non-private model and a DP-SGD model on the embedded digits, "
                                    "attack both with the same settings and print a comparison table.")
     d.add_argument("--victims", type=int, default=25, help="victims per group, members and non-members (default 25)")
-    d.add_argument("--n-iter", type=int, default=AttackConfig.n_iter, help=f"hill-climbing iterations (default {AttackConfig.n_iter})")
+    d.add_argument("--n-iter", type=int, default=AttackConfig().n_iter, help="hill-climbing iterations (default %(default)s)")
     d.add_argument("--noise-multiplier", type=float, default=1.0,
                    help="noise multiplier of the private model's two stages (default 1.0)")
     d.set_defaults(func=cmd_demo)
@@ -109,15 +109,16 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mnist_etc.data import load_split
-    from mnist_etc.privacy.attack_report import save_attack
-    from mnist_etc.privacy.attacks.runner import attack_model
-    from mnist_etc.model_store import default_model_name, train_and_save
-
-    split = load_split(DataConfig())
-    attack_cfg = AttackConfig(victims=args.victims, n_iter=args.n_iter)
+    attack_cfg = AttackConfig(victims=args.victims, n_iter=args.n_iter)   # checked before TensorFlow loads
     plain = TrainConfig()
     private = TrainConfig(ae_noise_multiplier=args.noise_multiplier, clf_noise_multiplier=args.noise_multiplier)
+
+    from mnist_etc.data import load_split
+    from mnist_etc.model_store import default_model_name, train_and_save
+    from mnist_etc.privacy.attack_report import save_attack
+    from mnist_etc.privacy.attacks.runner import attack_model
+
+    split = load_split(DataConfig())
     rows = []
     for label, cfg in (("plain", plain), ("DP-SGD", private)):
         print(f"== {label} model: {cfg}")

@@ -70,7 +70,7 @@ def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> 
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from mnist_etc.export_source import default_tracking_uri
+    from mnist_etc.tracking_uri import default_tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
     exp = client.get_experiment_by_name("privacy-audit")

@@ -5,7 +5,6 @@ inference talk to services and get a retry for transient errors.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mnist_etc.artifact_keys import artifact_key
 from mnist_etc.export import ExportResult, export_to_repository, log_export_to_mlflow
 from mnist_etc.export_source import ExportSource, resolve_source
 from mnist_etc.inference import infer_test_split
 from mnist_etc.model_store import load_model
 from mnist_etc.triton.model_config import TritonModelConfig
-
-
-def artifact_key(prefix: str, name: str) -> str:
-    """Prefect artifact keys take lowercase letters, digits and dashes only."""
-    return f"{prefix}-" + re.sub(r"[^a-z0-9-]", "-", name.lower())
 
 
 @task(name="resolve-export-source", cache_policy=NO_CACHE, persist_result=False)

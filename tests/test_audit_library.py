@@ -122,9 +122,9 @@ def test_canary_audit_above_the_accounted_epsilon_fails_the_audit():
 
 
 @pytest.mark.parametrize("kwargs, sentence", [
-    (dict(leakage_bound=5.0), "leakage_bound must be an excess cosine in [-1, 2], got 5.0."),
+    (dict(leakage_bound=5.0), "leakage_bound must be a number in [-1, 2], got 5.0."),
     (dict(growth_margin=-0.1), "growth_margin must be a number in [0, 2], got -0.1."),
-    (dict(membership_auc_bound=0.3), "membership_auc_bound must be an AUC in [0.5, 1], got 0.3."),
+    (dict(membership_auc_bound=0.3), "membership_auc_bound must be a number in [0.5, 1], got 0.3."),
     (dict(max_epsilon=float("inf")), "max_epsilon must be a finite number >= 0, got inf."),
     (dict(attack=AttackConfig(victims=10)), "victims must be at least 50 per group"),
     (dict(attack=AttackConfig(attack="own-decoder", victims=50)),

@@ -155,13 +155,15 @@ def prefect_harness():
 
 
 def test_flow_publishes_a_table_artifact(repository, tmp_path, prefect_harness):
-    """The Prefect flow `benchmark`, parameterised like the CLI (one point), with its table artifact."""
+    """The Prefect flow `benchmark`, parameterised as `--params` would (one point), with its table artifact."""
     from prefect.artifacts import Artifact
 
-    from flows.benchmark import artifact_key, benchmark
+    from flows.benchmark import benchmark
+    from mnist_etc.artifact_keys import artifact_key
 
-    result = benchmark(model="bench", repository=str(repository), concurrency="1", interval_ms=500,
-                       stability_percentage=100, run="flowtest", artifacts=str(tmp_path / "a"), mlflow=False)
+    result = benchmark(overrides={"model": "bench", "repository": str(repository), "concurrency": "1",
+                                  "interval_ms": 500, "stability_percentage": 100},
+                       options={"run": "flowtest", "artifacts": str(tmp_path / "a"), "mlflow": False})
     assert result["summary"]["points_ok"] == 1
-    artifact = Artifact.get(artifact_key("flowtest"))
+    artifact = Artifact.get(artifact_key("benchmark", "flowtest"))
     assert artifact is not None and artifact.type == "table"

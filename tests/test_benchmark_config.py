@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from mnist_etc.benchmark.analysis import analyse
-from mnist_etc.benchmark.grid import BenchmarkSpec, load_grid, parse_int_list, resolve_spec, spec_from_mapping
+from mnist_etc.benchmark.axes import expand
+from mnist_etc.benchmark.grid import BenchmarkSpec, load_grid, resolve_spec, spec_from_mapping
 from mnist_etc.benchmark.perf import PerfFailure, classify_failure, parse_perf_csv
 from mnist_etc.benchmark.reconfigure import same_serving_config
 from mnist_etc.benchmark.results import FAILED, OK, PointResult
@@ -30,44 +31,56 @@ def write(tmp_path: Path, data: object, name: str = "grid.yaml") -> Path:
      "preferred_batch_size must be an integer in 1..64, got 128"),
     ({"grid": {"max_batch_size": [8, 64]}, "fixed": {"preferred_batch_size": [16]}},
      "configuration (max_batch_size=8): each preferred_batch_size must be an integer in 1..8, got 16"),
-    ({"grid": {"instance_count": [1, 0]}}, "grid.instance_count values must be integers >= 1, got 0"),
+    ({"grid": {"instance_count": [1, 0]}}, "grid.instance_count[1] must be an integer >= 1, got 0"),
     ({"grid": {"max_queue_delay_microseconds": [-1]}},
-     "grid.max_queue_delay_microseconds values must be integers >= 0, got -1"),
-    ({"concurrency": [0, 4]}, "concurrency values must be integers >= 1, got 0"),
-    ({"grid": {"instance_count": [1], "concurrency": "0:2"}}, "grid.concurrency values must be integers >= 1, got 0"),
+     "grid.max_queue_delay_microseconds[0] must be an integer >= 0, got -1"),
+    ({"concurrency": [0, 4]}, ": concurrency[0] must be an integer >= 1, got 0"),
+    ({"grid": {"instance_count": [1], "concurrency": "0:2"}}, "grid.concurrency[0] must be an integer >= 1, got 0"),
     ({"concurrency": "6:3"}, "concurrency range '6:3' is not accepted"),
     ({"concurrency": [4, 4]}, "concurrency must not repeat a value"),
-    ({"concurency": [4]}, "unknown setting(s) concurency"),
-    ({"grid": {"instances": [1, 2]}}, "grid has unknown axis 'instances'"),
-    ({"grid": {"version_policy": ["all"]}}, "grid has unknown axis 'version_policy'"),
-    ({"fixed": {"max_batch_sise": 8}}, "unknown TritonModelConfig setting(s) max_batch_sise"),
-    ({"measurement": {"interval": 500}}, "unknown measurement setting(s) interval"),
+    ({"concurency": [4]}, "unknown key 'concurency'; accepted: name, description, model"),
+    ({"grid": {"instances": [1, 2]}}, "grid: unknown key 'instances'; accepted: instance_count"),
+    ({"grid": {"version_policy": ["all"]}}, "grid: unknown key 'version_policy'"),
+    ({"fixed": {"max_batch_sise": 8}}, "fixed: unknown key 'max_batch_sise'; accepted: max_batch_size"),
+    ({"measurement": {"interval": 500}}, "measurement: unknown key 'interval'; accepted: interval_ms"),
     ({"measurement": {"max_trials": 2}}, "measurement.max_trials must be an integer >= 3"),
     ({"measurement": {"interval_ms": 50}}, "measurement.interval_ms must be an integer >= 100"),
-    ({"measurement": {"stability_percentage": 0}}, "measurement.stability_percentage must be a number > 0"),
+    ({"measurement": {"stability_percentage": 0}}, "measurement.stability_percentage must be a finite number > 0, got 0"),
     ({"request_batch_size": 16, "fixed": {"max_batch_size": 8}},
      "request_batch_size 16 exceeds max_batch_size 8"),
     ({"request_batch_size": 0}, "request_batch_size must be an integer >= 1, got 0"),
     ({"grid": {"instance_count": [1, 2]}, "fixed": {"instance_count": 2}},
      "grid sweeps instance_count, which 'fixed' also sets"),
-    ({"grid": {"preferred_batch_size": [8, 16]}}, "must be a list of choices, each a list of batch sizes"),
+    ({"grid": {"preferred_batch_size": [8, 16]}}, "grid.preferred_batch_size[0] must be one choice of preferred batch sizes, a list such as"),
     ({"grid": [{"instance_count": [1]}, {"dynamic_batching": [False], "max_queue_delay_microseconds": [5]}],
       "fixed": {"preferred_batch_size": [8]}}, "grid[1] configuration"),
-    ({"grid": {"instance_kind": ["KIND_TPU"]}}, "grid.instance_kind values must be among KIND_CPU, KIND_GPU"),
+    ({"grid": {"instance_kind": ["KIND_TPU"]}}, "grid.instance_kind[0] must be one of KIND_CPU, KIND_GPU, got 'KIND_TPU'"),
     ({"protocol": "udp"}, "protocol must be one of grpc, http, got 'udp'"),
     ({"objective": "latency"}, "objective must be one of throughput, throughput_per_instance, efficiency"),
     ({"strategy": "optuna"}, "strategy must be one of brute, prune_over_budget"),
     ({"strategy": "prune_over_budget"}, "strategy prune_over_budget needs a p99_budget_ms"),
-    ({"p99_budget_ms": 0}, "p99_budget_ms must be a number > 0"),
+    ({"p99_budget_ms": 0}, "p99_budget_ms must be a finite number > 0 or null, got 0"),
     ({"baseline": "previous"}, "baseline must be one of current, defaults or a mapping"),
-    ({"baseline": {"instance_count": 0}}, "instance_count must be an integer >= 1, got 0"),
+    ({"baseline": {"instance_count": 0}}, "baseline.instance_count must be an integer >= 1, got 0"),
     ({"model": "../etc"}, "model name '../etc' is not accepted"),
     ({"name": "a/b"}, "benchmark name 'a/b' is not accepted"),
-    ({"version": 0}, "model version must be an integer >= 1, got 0"),
-    ({"grid": []}, "grid must hold at least one sub-grid"),
+    ({"version": 0}, "version must be an integer >= 1 or null, got 0"),
+    ({"grid": []}, "grid must be one sub-grid (a mapping of axis -> values) or a non-empty list"),
     ({"grid": {"max_queue_delay_microseconds": [100, 500]}, "fixed": {"dynamic_batching": False}},
      "holds two configurations that Triton serves identically (max_queue_delay_microseconds 100 vs 500)"),
     ({"grid": {"preferred_batch_size": [[], [64]]}}, "serves identically (preferred_batch_size [] vs [64])"),
+    # Nested keys are named by their path.
+    ({"grid": [{"instance_count": [1]}, {"instance_count": [2, 0]}]}, "grid[1].instance_count[1] must be an integer "
+                                                                     ">= 1, got 0."),
+    ({"grid": [{"instance_count": [1]}, {"instances": [2]}]}, "grid[1]: unknown key 'instances'"),
+    ({"grid": {"preferred_batch_size": [[8, 0]]}}, "grid.preferred_batch_size[0][1] must be an integer >= 1, got 0."),
+    ({"fixed": {"max_batch_size": 0}}, "fixed.max_batch_size must be an integer >= 1 or null, got 0."),
+    ({"fixed": {"preferred_batch_size": [8, 8]}}, "fixed.preferred_batch_size must not repeat a value, got [8, 8]."),
+    ({"measurement": {"interval_ms": 1000.0}}, "measurement.interval_ms must be an integer >= 100 (milliseconds per "
+                                               "window), got 1000.0."),
+    ({"measurement": {"percentile": 100}}, "measurement.percentile must be an integer in 1..99 or null, got 100."),
+    ({"baseline": {"instance_kind": "KIND_TPU"}}, "baseline.instance_kind must be one of KIND_CPU, KIND_GPU"),
+    ({"grid": {"dynamic_batching": ["yes"]}}, "grid.dynamic_batching[0] must be true or false, got 'yes'."),
 ])
 def test_bad_grids_get_one_sentence_naming_the_file(tmp_path, data, fragment):
     path = write(tmp_path, data)
@@ -80,18 +93,51 @@ def test_bad_grids_get_one_sentence_naming_the_file(tmp_path, data, fragment):
 
 
 def test_yaml_syntax_error_and_missing_file(tmp_path):
-    with pytest.raises(UserError, match=r"is not valid YAML at line \d+ \(expected"):
+    with pytest.raises(UserError, match=r"not valid YAML at line \d+ \(expected"):
         load_grid(write(tmp_path, "grid:\n  instance_count: [1, 2\n"))
     with pytest.raises(UserError, match="does not exist"):
         load_grid(tmp_path / "nope.yaml")
-    with pytest.raises(UserError, match="must be a YAML mapping"):
+    with pytest.raises(UserError, match="must be a mapping of BenchmarkSpec settings"):
         load_grid(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_duplicate_keys_in_a_grid_file_are_refused(tmp_path, capsys):
+    path = write(tmp_path, "grid:\n  instance_count: [1, 2]\n  instance_count: [4]\nconcurrency: [4]\n")
+    with pytest.raises(UserError) as err:
+        load_grid(path)
+    assert str(err.value) == f"{path}: duplicate key 'instance_count' at line 3; give each key once."
+    top = write(tmp_path, "measurement: {interval_ms: 1000}\nmeasurement: {max_trials: 5}\n", "top.yaml")
+    with pytest.raises(UserError, match="duplicate key 'measurement' at line 2"):
+        load_grid(top)
+    from mnist_etc_cli.main import main
+
+    assert main(["benchmark", "--grid", str(path), "--dry-run"]) == 2
+    err_text = capsys.readouterr().err.strip()
+    assert "duplicate key 'instance_count'" in err_text and len(err_text.splitlines()) == 1
+
+
+def test_overrides_are_one_typed_model_shared_by_cli_and_flow():
+    from mnist_etc.benchmark.grid import BenchmarkOverrides
+
+    over = BenchmarkOverrides.parse({"concurrency": "3:4", "preferred_batch_size": ["8,16", "none"],
+                                     "baseline": {"instance_count": 2}})
+    assert over.concurrency == (3, 4) and over.preferred_batch_size == ((8, 16), ())
+    assert over.to_dict() == {"concurrency": [3, 4], "preferred_batch_size": [[8, 16], []],
+                              "baseline": TritonModelConfig(instance_count=2).to_dict()}
+    spec = BenchmarkSpec().with_overrides(over)
+    assert spec.baseline == TritonModelConfig(instance_count=2) and spec.n_points() == 4
+    with pytest.raises(UserError, match=r"^overrides: max_trials must be an integer >= 3 "):
+        BenchmarkSpec().with_overrides(max_trials=2)
+    # The spec records itself as a mapping that reads back as the same spec.
+    seed = load_grid(ROOT / "search_spaces" / "benchmark_seed.yaml")
+    assert spec_from_mapping(seed.to_dict()) == seed and seed.to_dict()["fixed"] == {
+        "max_batch_size": 64, "preferred_batch_size": [8, 16, 32, 64], "preserve_ordering": True}
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"run": "../escape"}, "run name '../escape' is not accepted"),
-    ({"url": "http://127.0.0.1:8000"}, "--url must be HOST:PORT"),
-    ({"url": "127.0.0.1"}, "--url must be HOST:PORT"),
+    ({"url": "http://127.0.0.1:8000"}, "url must be HOST:PORT"),
+    ({"url": "127.0.0.1"}, "url must be HOST:PORT"),
 ])
 def test_bad_run_options(kwargs, fragment):
     with pytest.raises(UserError) as err:
@@ -100,12 +146,14 @@ def test_bad_run_options(kwargs, fragment):
 
 
 def test_int_lists_and_ranges():
-    assert parse_int_list("3:6,20", "c", 1) == (3, 4, 5, 6, 20)
-    assert parse_int_list("1:9:4", "c", 1) == (1, 5, 9)
-    assert parse_int_list(4, "c", 1) == (4,)
-    assert parse_int_list([1, "2:3"], "c", 1) == (1, 2, 3)
-    with pytest.raises(UserError, match="values must be integers >= 1, got True"):
-        parse_int_list([True], "c", 1)
+    assert expand("3:6,20") == [3, 4, 5, 6, 20]
+    assert expand("1:9:4") == [1, 5, 9]
+    assert expand("true,KIND_GPU") == [True, "KIND_GPU"]
+    assert BenchmarkSpec(concurrency=4).concurrency == (4,)
+    assert BenchmarkSpec(concurrency=[1, "2:3"]).concurrency == (1, 2, 3)
+    assert BenchmarkSpec(concurrency="3:6,20").concurrency == (3, 4, 5, 6, 20)
+    with pytest.raises(UserError, match=r"concurrency\[0\] must be an integer >= 1, got True"):
+        BenchmarkSpec(concurrency=[True])
 
 
 def test_seed_grid_reproduces_the_course_projects_experiments():
@@ -135,9 +183,9 @@ def test_command_line_over_yaml_over_default(tmp_path):
         [(4, 500, (20,)), (4, 1000, (20,))]                                           # sub-grids merged
     assert over.measurement.interval_ms == 1000 and over.measurement.max_trials == 5
     assert over.protocol == "grpc"                                                   # None = not given
-    with pytest.raises(UserError, match="command line.instance_count values must be integers >= 1, got 0"):
+    with pytest.raises(UserError, match=r"^overrides: instance_count\[0\] must be an integer >= 1, got 0\.$"):
         resolve_spec(path, instance_count="0")
-    with pytest.raises(UserError, match="unknown benchmark override"):
+    with pytest.raises(UserError, match="overrides: unknown key 'instances'; accepted: model, version"):
         BenchmarkSpec().with_overrides(instances=[1])
 
 
@@ -275,7 +323,7 @@ def test_cli_rejects_bad_grid_before_any_work(tmp_path, capsys):
     code = main(["benchmark", "--grid", str(path), "--artifacts", str(artifacts), "--no-prefect"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.startswith("mnist-etc benchmark: error:") and "instance_count values must be integers >= 1" in err
+    assert err.startswith("mnist-etc benchmark: error:") and "grid.instance_count[0] must be an integer >= 1, got 0." in err
     assert len(err.splitlines()) == 1
     assert not artifacts.exists()                                 # nothing half-written
     assert main(["benchmark", "--concurrency", "0", "--artifacts", str(artifacts)]) == 2

@@ -14,7 +14,7 @@ VENV_BIN = Path(sys.executable).parent
 
 @pytest.mark.parametrize("argv, message", [
     (["--hid-dim", "300"], "hid_dim must be an integer in 2..256, got 300."),
-    (["--noise-multiplier", "-0.5"], "ae_noise_multiplier must be a finite number >= 0 (0 = non-private), got -0.5."),
+    (["--noise-multiplier", "-0.5"], "ae_noise_multiplier must be a finite number >= 0, got -0.5."),
     (["--l2-norm-clip", "0"], "l2_norm_clip must be a finite number > 0, got 0.0."),
     (["--microbatches", "7"], "microbatches must divide batch_size 64, got 7."),
     (["--data", "no/such/mnist.npz"], "data file 'no/such/mnist.npz' does not exist"),
@@ -102,12 +102,12 @@ def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
 
 
 @pytest.mark.parametrize("argv, sentence", [
-    (["audit", "--victims", "10"], "victims must be at least 50 per group"),
-    (["audit", "--leakage-bound", "5"], "leakage_bound must be an excess cosine in [-1, 2], got 5.0."),
-    (["audit", "--max-epsilon", "-1"], "max_epsilon must be a finite number >= 0, got -1.0."),
-    (["pipeline", "--audit-victims", "3"], "victims must be at least 50 per group"),
-    (["audit", "--canaries", "1"], "canaries must be an integer >= 2, got 1."),
-    (["audit", "--canary-confidence", "1"], "confidence must be a number strictly between 0 and 1, got 1.0."),
+    (["audit", "--victims", "10"], "--victims must be at least 50 per group"),
+    (["audit", "--leakage-bound", "5"], "--leakage-bound must be a number in [-1, 2], got 5.0."),
+    (["audit", "--max-epsilon", "-1"], "--max-epsilon must be a finite number >= 0, got -1.0."),
+    (["pipeline", "--audit-victims", "3"], "--audit-victims must be at least 50 per group"),
+    (["audit", "--canaries", "1"], "--canaries must be an integer >= 2, got 1."),
+    (["audit", "--canary-confidence", "1"], "--canary-confidence must be a number strictly between 0 and 1, got 1.0."),
     (["audit-dp", "--canaries", "0"], "canaries must be an integer >= 2, got 0."),
     (["audit-dp", "--inclusion", "0"], "inclusion must be a number strictly between 0 and 1, got 0.0."),
     (["audit-dp", "--confidence", "1.2"], "confidence must be a number strictly between 0 and 1, got 1.2."),

@@ -34,8 +34,8 @@ def champion(tmp_path_factory):
     """A registered champion and its Triton version, made by the real CLI."""
     root = tmp_path_factory.mktemp("audit-world")
     mlflow_uri = f"sqlite:///{root / 'mlflow.db'}"
-    done = run([str(BIN / "mnist-etc"), "sweep", "--space", "search_spaces/audit.yaml", "--no-prefect",
-                "--artifacts", str(root), "--mlflow-uri", mlflow_uri])
+    done = run([str(BIN / "mnist-etc"), "sweep", "--space", "search_spaces/audit.yaml", "--trials", "1",
+                "--no-prefect", "--artifacts", str(root), "--mlflow-uri", mlflow_uri])   # one trial: a champion
     assert done.returncode == 0, done.stderr[-3000:]
     winner = json.loads((root / "sweeps" / "audit" / "winner.json").read_text())
     done = run([str(BIN / "mnist-etc"), "export", "--winner", str(root / "sweeps" / "audit" / "winner.json"),
@@ -54,11 +54,13 @@ def stack(tmp_path_factory):
     assert pgids and not any(local_stack.alive(p) for p in pgids), "the stack left processes behind"
 
 
-def audit_params(champion: dict, **extra) -> str:
+def audit_params(champion: dict, canary: dict | None = None, **policy) -> str:
+    """The nightly deployment's parameters: the audit policy is one nested mapping, validated by Prefect."""
     root = champion["root"]
+    policy = {"attack": {"victims": 50, "n_iter": 2, "n_samples": 32, "n_best": 8}, "membership_samples": 50,
+              **policy, **({"canary": canary} if canary else {})}
     return json.dumps({"champion": champion["uri"], "mlflow_tracking_uri": champion["mlflow_uri"],
-                       "repository": str(root / "repo"), "audits_dir": str(root / "audits"), "victims": 50,
-                       "n_iter": 2, "n_samples": 32, "n_best": 8, "membership_samples": 50, **extra})
+                       "repository": str(root / "repo"), "audits_dir": str(root / "audits"), "policy": policy})
 
 
 def test_all_deployments_exist_and_the_audit_is_scheduled_nightly(stack):
@@ -74,12 +76,31 @@ def test_all_deployments_exist_and_the_audit_is_scheduled_nightly(stack):
     assert {"cron": "0 2 * * *", "timezone": "UTC"}.items() <= schedules[0].items(), schedules
     assert deployment["work_pool_name"] == "mnist-etc"
     assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
+    # The audit policy is one typed parameter: the Prefect UI renders its schema as a form, bounds included.
+    schema = deployment["parameter_openapi_schema"]
+    assert schema["properties"]["policy"]["$ref"].endswith("/AuditConfig")
+    policy = schema["definitions"]["AuditConfig"]["properties"]
+    assert policy["membership_auc_bound"] == {**policy["membership_auc_bound"], "minimum": 0.5, "maximum": 1.0}
+    assert schema["definitions"]["CanaryAuditConfig"]["properties"]["canaries"]["minimum"] == 2
+
+
+def test_a_bad_policy_is_refused_before_any_flow_run(stack):
+    def audit_runs() -> int:
+        listed = run([str(BIN / "prefect"), "flow-run", "ls", "--limit", "100"], stack["env"])
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout.count("privacy-audit")
+
+    before = audit_runs()
+    done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly",
+                "--params", json.dumps({"policy": {"leakage_bound": 5}})], stack["env"])
+    assert done.returncode != 0 and "leakage_bound" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert audit_runs() == before
 
 
 def test_nightly_audit_runs_through_the_worker(stack, champion):
     done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
                 "--params", audit_params(champion, allow_non_private=True, leakage_bound=1.0, canary_audit=True,
-                                         canaries=200)], stack["env"], timeout=900)
+                                         canary={"canaries": 200})], stack["env"], timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Completed" in done.stdout
     reports = sorted((champion["root"] / "audits").glob("*/audit.json"))

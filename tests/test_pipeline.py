@@ -25,14 +25,16 @@ def test_pipeline_runs_every_stage_and_writes_one_summary(tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.pipeline import pipeline
+    from mnist_etc.privacy.audit_policy import AuditConfig
 
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(TINY_GRID))
     artifacts, repository = tmp_path / "artifacts", tmp_path / "repo"
     with prefect_test_harness():
-        result = pipeline(space="search_spaces/audit.yaml", grid=str(grid), repository=str(repository),
-                          artifacts=str(artifacts), audit_victims=50, audit_n_iter=2, allow_non_private=True,
-                          leakage_bound=1.0, run="tiny")
+        result = pipeline(space="search_spaces/audit.yaml", trials=2, grid=str(grid), repository=str(repository),
+                          artifacts=str(artifacts), run="tiny",
+                          audit=AuditConfig(attack=AuditConfig().attack.replace(n_iter=2), allow_non_private=True,
+                                            leakage_bound=1.0))
     out = artifacts / "pipeline" / "tiny"
     assert result["audit_passed"] and result["summary"] == str(out / "summary.md")
     summary = (out / "summary.md").read_text()

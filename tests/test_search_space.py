@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mnist_etc.errors import UserError
-from mnist_etc.search_space import load_search_space, parse_search_space
+from mnist_etc.sweep.space import load_search_space, parse_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_shipped_spaces_load(name):
 def test_good_space_and_overrides(tmp_path):
     space = load_search_space(write(tmp_path, GOOD))
     assert space.train_config({"hid_dim": 16, "ae_noise_multiplier": 0.5}).hid_dim == 16
-    assert space.params[1].grid_values() == [0.0, 0.5, 1.0]
+    assert space.params["ae_noise_multiplier"].grid_values() == [0.0, 0.5, 1.0]
     over = space.with_overrides(study="other", trials=9, parallelism=3)
     assert (over.study, over.trials, over.parallelism) == ("other", 9, 3)
     assert over.fingerprint() == space.fingerprint()  # overrides do not change what trials depend on
@@ -57,18 +57,18 @@ def test_scientific_notation_reads_as_float(tmp_path):
 HID_LINE = "hid_dim: {type: int, low: 8, high: 32, log: true}"
 # name: (replacements applied to GOOD, a phrase the one-sentence error must contain)
 BAD_CASES = {
-    "unknown top-level key": ([("trials: 4", "trials: 4\nepochs: 3")], "unknown key(s) epochs"),
-    "unknown param key": ([("log: true}", "log: true, scale: 2}")], "unknown key(s) scale"),
+    "unknown top-level key": ([("trials: 4", "trials: 4\nepochs: 3")], "unknown key 'epochs'; accepted: study, description, sampler"),
+    "unknown param key": ([("log: true}", "log: true, scale: 2}")], "params.hid_dim: unknown key 'scale'; accepted: type, low, high, step, log"),
     "unknown training setting": ([("hid_dim: {", "hidden: {")], "'hidden' is not a training setting"),
     "unknown fixed setting": ([("fixed: {", "fixed: {lr: 1, ")], "unknown training setting(s) lr"),
-    "unknown attack setting": ([("n_iter: 8}", "n_iter: 8, speed: 2}")], "unknown AttackConfig setting(s) speed"),
+    "unknown attack setting": ([("n_iter: 8}", "n_iter: 8, speed: 2}")], "attack: unknown key 'speed'; accepted: attack, public_data"),
     "unknown data setting": ([("train_size: 300}", "train_size: 300, size: 3}")],
-                             "unknown DataConfig setting(s) size"),
-    "unknown sampler": ([("name: tpe", "name: cmaes")], "unknown sampler 'cmaes'"),
+                             "data: unknown key 'size'; accepted: data, val_fraction"),
+    "unknown sampler": ([("name: tpe", "name: cmaes")], "sampler.name must be one of tpe, nsga2, random, grid, got 'cmaes'"),
     "sampler option of another sampler": ([("seed: 0}", "seed: 0, options: {population_size: 4}}")],
-                                          "'population_size' is not an option of the tpe sampler"),
+                                          "sampler.options: unknown key 'population_size'; accepted: n_startup_trials"),
     "bad sampler option value": ([("seed: 0}", "seed: 0, options: {n_startup_trials: -1}}")],
-                                 "n_startup_trials: must be an integer >= 0"),
+                                 "sampler.options.n_startup_trials must be an integer >= 0, got -1"),
     "inverted int range": ([("low: 8, high: 32", "low: 32, high: 8")], "inverted range"),
     "inverted float range": ([("low: 0.0, high: 1.0", "low: 1.0, high: 0.0")], "inverted range"),
     "empty range": ([("low: 8, high: 32", "low: 8, high: 8")], "empty range"),
@@ -90,14 +90,14 @@ BAD_CASES = {
                                  "30 trials exceed the 6 points of the grid"),
     "nsga2 population above trials": ([("name: tpe, seed: 0}", "name: nsga2, options: {population_size: 8}}")],
                                       "population_size 8 exceeds the 4 trials"),
-    "bad trials": ([("trials: 4", "trials: 0")], "trials: must be an integer >= 1"),
-    "bad parallelism": ([("parallelism: 2", "parallelism: two")], "parallelism: must be an integer >= 1"),
+    "bad trials": ([("trials: 4", "trials: 0")], "trials must be an integer >= 1, got 0"),
+    "bad parallelism": ([("parallelism: 2", "parallelism: two")], "parallelism must be an integer >= 1, got 'two'"),
     "bad study name": ([("study: ok", "study: ../etc")], "study name '../etc' is not accepted"),
     "unknown winner key": ([("fallback: lowest_leakage}", "fallback: lowest_leakage, min_accuracy: 0.9}")],
-                           "unknown key(s) min_accuracy"),
-    "unknown fallback": ([("fallback: lowest_leakage", "fallback: random")], "unknown fallback 'random'"),
-    "bad epsilon bound": ([("max_epsilon: 10", "max_epsilon: -1")], "max_epsilon: must be > 0"),
-    "unknown objective metric": ([("trials: 4", "trials: 4\nobjectives: {leakage: mse}")], "unknown metric 'mse'"),
+                           "winner: unknown key 'min_accuracy'; accepted: max_leakage, max_epsilon, fallback"),
+    "unknown fallback": ([("fallback: lowest_leakage", "fallback: random")], "winner.fallback must be one of lowest_leakage, highest_accuracy, none, got 'random'"),
+    "bad epsilon bound": ([("max_epsilon: 10", "max_epsilon: -1")], "winner.max_epsilon must be a finite number > 0 or null, got -1"),
+    "unknown objective metric": ([("trials: 4", "trials: 4\nobjectives: {leakage: mse}")], "objectives.leakage must be one of excess_cosine, excess_cosine_high"),
     "duplicate key": ([("trials: 4", "trials: 4\ntrials: 5")], "duplicate key 'trials'"),
     "not yaml": ([("params:", "params: [")], "not valid YAML"),
 }
@@ -141,5 +141,5 @@ def test_cli_rejects_bad_yaml_before_any_work(tmp_path, capsys):
     path = write(tmp_path, GOOD.replace("name: tpe", "name: bayes"))
     assert main(["sweep", "--space", str(path), "--artifacts", str(tmp_path / "art")]) == 2
     err = capsys.readouterr().err
-    assert "unknown sampler 'bayes'" in err and err.count("\n") == 1
+    assert "sampler.name must be one of tpe, nsga2, random, grid, got 'bayes'" in err and err.count("\n") == 1
     assert not (tmp_path / "art").exists()  # nothing written

@@ -3,7 +3,6 @@ stores and real training on tiny data: end to end, resume after a kill, the dash
 a sweep, and the pieces (storage design, winner policy, study checks) on their own."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -19,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
 from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports
-from mnist_etc.search_space import load_search_space
+from mnist_etc.sweep.space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
 
     from flows.sweep import sweep
     from mnist_etc.model_store import load_model
-    from mnist_etc.sweep.tracking import default_tracking_uri
+    from mnist_etc.tracking_uri import default_tracking_uri
 
     space = write_space(tmp_path, "e2e", trials=3, parallelism=2)
     result = sweep(space=str(space), artifacts=str(sweep_root))
@@ -173,10 +173,12 @@ def test_prefect_runner_returns_a_failed_task_as_the_trial_result(prefect_harnes
         with ThreadPoolTaskRunner(max_workers=2) as runner:
             return [f"{type(r).__name__}: {r}" for r in PrefectTrialRunner(runner).run_batch(specs)]
 
-    bad = TrialSpec(study="x", number=0, params={"hid_dim": 1}, train={"hid_dim": 1}, data={"train_size": 300},
-                    attack={}, trial_dir=str(tmp_path / "trial-0"), objectives=("test_accuracy", "direct_cosine"))
+    missing = tmp_path / "missing.npz"
+    bad = TrialSpec(study="x", number=0, params={"hid_dim": 8}, train=TrainConfig(hid_dim=8),
+                    data=DataConfig(data=str(missing)), attack=AttackConfig(), trial_dir=str(tmp_path / "trial-0"),
+                    objectives=("test_accuracy", "direct_cosine"))
     (result,) = one_batch([bad])
-    assert result.startswith("UserError: hid_dim must be an integer in 2..256")
+    assert result.startswith("UserError: ") and str(missing) in result, result
     assert not (tmp_path / "trial-0").exists()  # nothing half-written
 
 
@@ -212,7 +214,6 @@ def test_a_failing_trial_is_told_fail_and_the_sweep_goes_on(sweep_root, tmp_path
 def test_resume_recovers_finished_work_and_retries_killed_trials(sweep_root, tmp_path):
     """A sweep killed with one trial published-but-not-told and one mid-training: the next start tells
     the first from its outcome.json, fails and retries the second, and repeats nothing."""
-    from dataclasses import asdict
 
     from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
     from mnist_etc.sweep.storage import open_storage
@@ -231,8 +232,8 @@ def test_resume_recovers_finished_work_and_retries_killed_trials(sweep_root, tmp
 
     study = optuna.load_study(study_name="resume", storage=open_storage(options.storage_url))
     t1 = study.ask(space.distributions())
-    spec = TrialSpec(study="resume", number=t1.number, params=t1.params, train=asdict(space.train_config(t1.params)),
-                     data=asdict(space.data), attack=asdict(space.attack),
+    spec = TrialSpec(study="resume", number=t1.number, params=t1.params, train=space.train_config(t1.params),
+                     data=space.data, attack=space.attack,
                      trial_dir=str(options.study_dir("resume") / f"trial-{t1.number}"),
                      objectives=("test_accuracy", "direct_cosine"))
     published = run_trial(spec)
@@ -540,7 +541,7 @@ def test_study_checks(tmp_path):
     # the dashboard names the objectives after the metrics, not "Objective 0 / 1"
     assert study.metric_names == space.objective_names == ["val_accuracy", "excess_cosine"]
 
-    changed = dataclasses.replace(space, fixed={**space.fixed, "ae_epochs": 2})
+    changed = space.replace(fixed={**space.fixed, "ae_epochs": 2})
     with pytest.raises(UserError, match="different search space \\(fixed differ\\)"):
         open_study(changed, storage, study_dir, url)
 
@@ -563,7 +564,7 @@ def test_preflight_refuses_a_delta_of_one_over_n_or_more_fixed_or_searched(tmp_p
     space = load_search_space(write_space(tmp_path, "delta"))
     preflight(space)  # the default 1e-5 is below 1/300
     with pytest.raises(UserError, match=r"delta 0.01 is not below 1/n = 0.00333 for the 300 training examples"):
-        preflight(dataclasses.replace(space, fixed={**space.fixed, "delta": 0.01}))
+        preflight(space.replace(fixed={**space.fixed, "delta": 0.01}))
     searched = write_space(tmp_path, "searched-delta")
     searched.write_text(searched.read_text().replace(
         "params:\n", "params:\n  delta: {type: float, low: 1.0e-6, high: 0.01, log: true}\n"))
@@ -574,7 +575,7 @@ def test_preflight_refuses_a_delta_of_one_over_n_or_more_fixed_or_searched(tmp_p
 def test_winner_policy_and_pareto_front():
     import math
 
-    from mnist_etc.search_space import WinnerPolicy
+    from mnist_etc.sweep.space import WinnerPolicy
     from mnist_etc.sweep.winner import Candidate, choose_winner, pareto_front
 
     c = [Candidate(0, 0.90, 0.70, math.inf, {}, {}), Candidate(1, 0.85, 0.45, 3.0, {}, {}),
@@ -585,8 +586,8 @@ def test_winner_policy_and_pareto_front():
     assert choose_winner(c, WinnerPolicy(max_leakage=0.5, max_epsilon=2)).winner.number == 2
     none_ok = WinnerPolicy(max_leakage=0.1)
     assert choose_winner(c, none_ok).winner.number == 2 and not choose_winner(c, none_ok).qualified
-    assert choose_winner(c, WinnerPolicy(0.1, None, "highest_accuracy")).winner.number == 0
-    assert choose_winner(c, WinnerPolicy(0.1, None, "none")).winner is None
+    assert choose_winner(c, WinnerPolicy(max_leakage=0.1, fallback="highest_accuracy")).winner.number == 0
+    assert choose_winner(c, WinnerPolicy(max_leakage=0.1, fallback="none")).winner is None
     assert choose_winner([], WinnerPolicy()).winner is None
 
 
@@ -596,7 +597,7 @@ def test_each_sampler_asks_and_tells_in_batches(tmp_path, sampler):
     The grid sampler visits every point once and its last tell does not raise (study.stop() would)."""
     import optuna
 
-    from mnist_etc.search_space import parse_search_space
+    from mnist_etc.sweep.space import parse_search_space
     from mnist_etc.sweep.study import make_sampler
 
     raw = {"study": "s", "trials": 4, "sampler": {"name": sampler, "seed": 3},

@@ -25,8 +25,11 @@ from tests.onnx_models import tiny_onnx
     ({"gpus": [0]}, "need instance_kind KIND_GPU"),
     ({"dynamic_batching": False, "preferred_batch_size": [8]}, "need dynamic_batching: true"),
     ({"dynamic_batching": "yes"}, "dynamic_batching must be true or false"),
-    ({"version_policy": "newest"}, "version_policy must be 'latest' or 'all'"),
-    ({"max_batch_sise": 8}, "unknown TritonModelConfig setting(s) max_batch_sise"),
+    ({"version_policy": "newest"}, "version_policy must be one of latest, all, got 'newest'"),
+    ({"preferred_batch_size": [8, 0]}, "preferred_batch_size[1] must be an integer >= 1, got 0."),
+    ({"gpus": [-1], "instance_kind": "KIND_GPU"}, "gpus[0] must be an integer >= 0, got -1."),
+    ({"max_batch_size": "64"}, "max_batch_size must be an integer >= 1, got '64'."),
+    ({"max_batch_sise": 8}, "unknown key 'max_batch_sise'; accepted: max_batch_size, dynamic_batching"),
 ])
 def test_config_rejects_bad_values_with_one_sentence(values, fragment):
     with pytest.raises(UserError, match=None) as err:

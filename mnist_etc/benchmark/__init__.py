@@ -11,12 +11,14 @@ its YAML), `strategy` (search strategies behind get_configs()/set_last_results()
 perf_analyzer runner and its CSV), `reconfigure` (load with a config override, read back), `session` (the
 server, restarts, one point), `ceiling` (in-process ONNX Runtime), `analysis` (best under budget,
 improvement), `results` (a point's row), `report` (plots, summary), `adopt` (the best config into the
-repository), `tracking` (MLflow), `run` (all of it). No Prefect here: see tasks/benchmark.py and
+repository), `tracking` (MLflow), `run` (measure, then publish). No Prefect here: see tasks/benchmark.py and
 flows/benchmark.py.
 """
-from mnist_etc.benchmark.grid import (BenchmarkSpec, MeasurementSettings, SubGrid, load_grid, resolve_spec,
-                                   spec_from_mapping)
-from mnist_etc.benchmark.run import BenchmarkOutcome, RunOptions, preflight, run_benchmark
+from mnist_etc.lazy_exports import lazy_exports
 
-__all__ = ["BenchmarkOutcome", "BenchmarkSpec", "MeasurementSettings", "RunOptions", "SubGrid", "load_grid",
-           "preflight", "resolve_spec", "run_benchmark", "spec_from_mapping"]
+# Imported on first use, so that the CLI can read the grid's fields without loading the runner.
+_EXPORTS = {"BenchmarkSpec": "grid", "BenchmarkOverrides": "grid", "MeasurementSettings": "grid", "SubGrid": "grid",
+            "load_grid": "grid", "resolve_spec": "grid", "spec_from_mapping": "grid", "BenchmarkOutcome": "run",
+            "RunOptions": "run", "preflight": "run", "run_benchmark": "run"}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,116 +1,125 @@
 """Grid axes: which config.pbtxt settings a benchmark may sweep, and how their values are written.
 
-An axis value is a list, a single value, or (for integers) text like "3:6,20": start:end[:step] ranges,
-end included, joined by commas. Repeats are rejected, so a grid never measures the same point twice.
+An axis lists values of one `TritonModelConfig` field, with that field's own type and bounds. It is a
+list, a single value, or text like "3:6,20": start:end[:step] ranges, end included, joined by commas
+(true/false and names are read as such, so text serves the command line and flow parameters too).
+Repeats are rejected, so a grid never measures the same point twice.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Any
+import re
+from typing import Annotated, Any, Callable
 
-from mnist_etc.errors import UserError
-from mnist_etc.triton.model_config import KINDS
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, create_model, model_serializer
+
+from mnist_etc.config import Settings
+from mnist_etc.triton.model_config import BatchSize, TritonModelConfig, as_tuple, no_repeats
 
 # TritonModelConfig fields a grid may sweep; the rest (gpus, version policy) describe deployment, not speed.
 GRID_AXES = ("instance_count", "max_batch_size", "max_queue_delay_microseconds", "preferred_batch_size",
              "dynamic_batching", "preserve_ordering", "intra_op_threads", "instance_kind")
-INT_AXES = ("instance_count", "max_batch_size", "max_queue_delay_microseconds", "intra_op_threads")
-BOOL_AXES = ("dynamic_batching", "preserve_ordering")
+_RANGE = re.compile(r"(-?\d+):(-?\d+)(?::(-?\d+))?")
+_WORDS = {"true": True, "false": False}
 
 
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def parse_int_list(value: Any, name: str, low: int) -> tuple[int, ...]:
-    """An integer, a list of integers, or text like "3:6,20" (start:end[:step], end included) -> a tuple.
-
-    Order is kept and repeats are rejected, so a grid never measures the same point twice by accident."""
-    items: list[Any] = []
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    elif isinstance(value, (list, tuple)):
-        parts = list(value)
-    else:
-        parts = [value]
-    if not parts:
-        raise UserError(f"{name} must list at least one integer >= {low}, got {value!r}.")
-    for part in parts:
-        if isinstance(part, str) and ":" in part:
-            try:
-                bounds = [int(x) for x in part.split(":")]
-            except ValueError:
-                bounds = []
-            if len(bounds) not in (2, 3) or (len(bounds) == 3 and bounds[2] < 1) or bounds[1] < bounds[0]:
-                raise UserError(f"{name} range {part!r} is not accepted; write start:end or start:end:step with "
-                                f"start <= end and step >= 1 (end included), e.g. 3:6.")
-            items.extend(range(bounds[0], bounds[1] + 1, bounds[2] if len(bounds) == 3 else 1))
-        elif isinstance(part, str) and part.lstrip("-").isdigit():
-            items.append(int(part))
+def expand(text: str, name: str = "value") -> list[Any]:
+    """"3:6,20" -> [3, 4, 5, 6, 20]: comma-separated integers, ranges (end included), true/false or names."""
+    out: list[Any] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if ":" in part:
+            m = _RANGE.fullmatch(part.replace(" ", ""))
+            start, end, step = (int(m[1]), int(m[2]), int(m[3] or 1)) if m else (1, 0, 0)
+            if end < start or step < 1:
+                raise ValueError(f"{name} range {part!r} is not accepted; write start:end or start:end:step with "
+                                 f"start <= end and step >= 1 (end included), e.g. 3:6.")
+            out.extend(range(start, end + 1, step))
+        elif part.lstrip("-").isdigit():
+            out.append(int(part))
         else:
-            items.append(part)
-    for v in items:
-        if not is_int(v) or v < low:
-            raise UserError(f"{name} values must be integers >= {low}, got {v!r}.")
-    if len(set(items)) != len(items):
-        raise UserError(f"{name} must not repeat a value, got {items}.")
-    return tuple(items)
+            out.append(_WORDS.get(part.lower(), part))
+    return out
 
 
-def axis_values(axis: str, value: Any, where: str) -> tuple[Any, ...]:
-    name = f"{where}.{axis}"
-    if axis in INT_AXES:
-        low = 0 if axis in ("max_queue_delay_microseconds", "intra_op_threads") else 1
-        return parse_int_list(value, name, low)
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if not values:
-        raise UserError(f"{name} must list at least one value, got {value!r}.")
-    if axis in BOOL_AXES:
-        if not all(isinstance(v, bool) for v in values):
-            raise UserError(f"{name} values must be true or false, got {list(values)}.")
-    elif axis == "instance_kind":
-        if not all(v in KINDS for v in values):
-            raise UserError(f"{name} values must be among {', '.join(KINDS)}, got {list(values)}.")
-    elif axis == "preferred_batch_size":
-        if not all(isinstance(v, (list, tuple)) for v in values):
-            raise UserError(f"{name} must be a list of choices, each a list of batch sizes, e.g. [[8, 16, 32, 64]] "
-                            f"for one choice or [[], [8, 16]] for two; got {value!r}.")
-        values = [tuple(v) for v in values]
-    if len(set(values)) != len(values):
-        raise UserError(f"{name} must not repeat a value, got {list(values)}.")
-    return tuple(values)
+def _values(value: Any, info: ValidationInfo) -> Any:
+    """A single value, a list, or text (also as list items) -> the list of values."""
+    if isinstance(value, str):
+        return expand(value, info.field_name or "value")
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in (expand(v, info.field_name or "value") if isinstance(v, str) else [v])]
+    return [value]
 
 
-@dataclass(frozen=True)
-class SubGrid:
-    """Every combination of its axes is one configuration, measured at each of its concurrencies."""
+def _choices(value: Any) -> Any:
+    """Choices of preferred batch sizes, each a list or text such as "8,16,32" ("none" or "" = [])."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    return [[] if isinstance(v, str) and v.strip().lower() in ("none", "[]", "")
+            else expand(v) if isinstance(v, str) else v for v in value]
 
-    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    concurrency: tuple[int, ...] | None = None   # None: the spec's concurrency list
 
-    @classmethod
-    def from_mapping(cls, values: Any, where: str) -> "SubGrid":
-        if not isinstance(values, dict):
-            raise UserError(f"{where} must be a mapping of axis -> values, got {values!r}.")
-        unknown = sorted(set(values) - set(GRID_AXES) - {"concurrency"})
-        if unknown:
-            raise UserError(f"{where} has unknown axis {', '.join(map(repr, unknown))}; accepted: "
-                            f"{', '.join(GRID_AXES)}, concurrency.")
-        conc = values.get("concurrency")
-        return cls(tuple((k, axis_values(k, v, where)) for k, v in values.items() if k != "concurrency"),
-                   None if conc is None else parse_int_list(conc, f"{where}.concurrency", 1))
+def one_or_list(accepts: str, text: bool = False) -> Callable[[dict[str, Any]], None]:
+    """A JSON Schema edit for a list field that the loader also takes as one item (or, with `text`, as text
+    such as "3:6,20"), so that editors accept what the loader accepts; `accepts` words its error sentence."""
 
-    def with_axis(self, axis: str, values: tuple[Any, ...]) -> "SubGrid":
-        return dataclasses.replace(self, axes=tuple((k, v) for k, v in self.axes if k != axis) + ((axis, values),))
+    def edit(schema: dict[str, Any]) -> None:
+        as_list = {k: v for k, v in schema.items() if k not in ("title", "description", "default")}
+        alternatives = [as_list, as_list.get("items", {})]
+        if text:
+            alternatives.append({"type": "string", "description": "e.g. 3:6,20"})
+        for key in as_list:
+            schema.pop(key)
+        schema.update(anyOf=alternatives, accepts=accepts)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: [list(x) if isinstance(x, tuple) else x for x in v] for k, v in self.axes}
-        if self.concurrency is not None:
-            out["concurrency"] = list(self.concurrency)
-        return out
+    return edit
+
+
+def axis(element: Any, before: Callable[..., Any] = _values) -> Any:
+    """The type of an axis: a non-empty list of `element`, without repeats, kept as a tuple."""
+    edit = one_or_list("a value, a non-empty list of values without repeats, or text such as 3:6,20", text=True)
+    return Annotated[tuple[element, ...], Field(min_length=1, json_schema_extra=edit),
+                     AfterValidator(no_repeats), BeforeValidator(as_tuple), BeforeValidator(before)]
+
+
+Concurrencies = axis(BatchSize)
+
+
+def optional(model: type[Settings], name: str) -> tuple[Any, Any]:
+    """Field `name` of `model` as an optional field (None = not given), same type, bounds and description."""
+    f = model.model_fields[name]
+    kind = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+    return kind | None, Field(None, description=f.description, json_schema_extra=f.json_schema_extra)
+
+
+class Partial(Settings):
+    """Settings whose fields are all optional: None means "not given", and is left out of the mapping."""
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    def given(self) -> dict[str, Any]:
+        """The fields given, as validated values."""
+        return {k: v for k, v in self if v is not None}
+
+
+def _axis_field(name: str) -> tuple[Any, Any]:
+    f = TritonModelConfig.model_fields[name]
+    element = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+    if name == "preferred_batch_size":
+        element = Annotated[element, Field(json_schema_extra={"accepts": (
+            "one choice of preferred batch sizes, a list such as [8, 16, 32, 64] ([] = Triton's default)")})]
+        return axis(element, _choices) | None, Field(None, description=(
+            f"choices of {name} to measure, each a list (e.g. [[], [8, 16, 32, 64]]); {f.description}"))
+    text = "1:4,8" if f.annotation is int else "true,false" if f.annotation is bool else "KIND_CPU,KIND_GPU"
+    return axis(element) | None, Field(None, description=(
+        f"values of {name} to measure (a list, or text like {text}); {f.description}"))
+
+
+SubGrid = create_model(
+    "SubGrid", __base__=Partial, __doc__="Every combination of its axes is one configuration, measured at each of "
+                                         "its concurrencies (absent axes: the fixed settings or the defaults).",
+    **{name: _axis_field(name) for name in GRID_AXES},
+    concurrency=(Concurrencies | None, Field(None, description=(
+        "this sub-grid's own concurrency list (requests in flight); default: the benchmark's"))))

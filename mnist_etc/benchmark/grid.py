@@ -4,8 +4,9 @@
     >>> spec = spec.with_overrides(instance_count=(1, 2), concurrency="4:8:4")   # command line over YAML
     >>> [(cfg.instance_count, conc) for cfg, conc in spec.configs()]
 
-One home for defaults (the dataclasses below) and one precedence rule: command line over YAML over default.
-The YAML schema (every key optional):
+One home for defaults (the fields below) and one precedence rule: command line over YAML over default.
+The grid is expanded and every configuration validated once, when the spec is built. The YAML schema
+(every key optional; `BenchmarkSpec.model_json_schema()` has each key's description):
 
     name: seed                       # prefix of the run directory artifacts/benchmarks/<name>-<time>
     model: mnist_etc                 # served model; version: null = the newest
@@ -27,35 +28,35 @@ The YAML schema (every key optional):
     ceiling_seconds: 3               # in-process ONNX Runtime measurement time
     startup_timeout_s: 120
 
-Every mistake gets one sentence naming the key, the bad value and what is accepted (`UserError`).
+Every mistake gets one sentence naming the file, the key path, the bad value and what is accepted.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
-from dataclasses import dataclass, field
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import (AfterValidator, BeforeValidator, Field, PrivateAttr, ValidationError, create_model,
+                      model_validator)
 
-from mnist_etc.benchmark.axes import GRID_AXES, SubGrid, axis_values, is_int, is_number, parse_int_list
-from mnist_etc.benchmark.reconfigure import effective
+from mnist_etc.benchmark.axes import GRID_AXES, Concurrencies, Partial, SubGrid, one_or_list, optional
+from mnist_etc.benchmark.strategy import STRATEGIES
+from mnist_etc.config import Settings, read_yaml, sentence
 from mnist_etc.errors import UserError
 from mnist_etc.names import validate_name
-from mnist_etc.triton.model_config import TritonModelConfig
-from mnist_etc.triton.repository import (DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name,
-                                         validate_version)
+from mnist_etc.triton.model_config import TritonModelConfig, as_tuple
+from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name
 
-PROTOCOLS = ("grpc", "http")
-OBJECTIVES = ("throughput", "throughput_per_instance", "efficiency")
+Protocol = Literal["grpc", "http"]
+Objective = Literal["throughput", "throughput_per_instance", "efficiency"]
+StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]   # the registry lives with the strategies
+PROTOCOLS, OBJECTIVES = typing.get_args(Protocol), typing.get_args(Objective)
 BASELINES = ("current", "defaults")
-TOP_LEVEL_KEYS = ("name", "description", "model", "version", "repository", "grid", "fixed", "concurrency",
-                  "request_batch_size", "protocol", "measurement", "p99_budget_ms", "objective", "baseline",
-                  "strategy", "ceiling_seconds", "startup_timeout_s")
 # perf_analyzer judges stability over its last 3 windows: fewer trials can never be stable.
 MIN_TRIALS = 3
+Positive = Annotated[float, Field(gt=0)]
 
 
 def validate_run_name(name: Any, what: str = "run") -> str:
@@ -63,30 +64,29 @@ def validate_run_name(name: Any, what: str = "run") -> str:
     return validate_name(name, what)
 
 
-@dataclass(frozen=True)
-class MeasurementSettings:
+def _baseline(value: Any) -> Any:
+    if isinstance(value, dict):
+        return TritonModelConfig.parse(value)
+    if not isinstance(value, TritonModelConfig) and value not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINES)} or a mapping of config.pbtxt settings, "
+                         f"got {value!r}.")
+    return value
+
+
+class MeasurementSettings(Settings):
     """perf_analyzer's measurement window and stability rule (its own defaults, except where noted)."""
 
-    interval_ms: int = 5000             # --measurement-interval: one window
-    stability_percentage: float = 10.0  # --stability-percentage: max/min of the last 3 windows within this
-    max_trials: int = 10                # --max-trials: windows before giving up as unstable
-    percentile: int | None = None       # --percentile: judge stability on this latency percentile, not the mean
-    timeout_s: float | None = None      # kill perf_analyzer after this; None = derived from the windows
-
-    def __post_init__(self) -> None:
-        if not is_int(self.interval_ms) or self.interval_ms < 100:
-            raise UserError(f"measurement.interval_ms must be an integer >= 100 (milliseconds per window), got "
-                            f"{self.interval_ms!r}.")
-        if not is_number(self.stability_percentage) or self.stability_percentage <= 0:
-            raise UserError(f"measurement.stability_percentage must be a number > 0, got "
-                            f"{self.stability_percentage!r}.")
-        if not is_int(self.max_trials) or self.max_trials < MIN_TRIALS:
-            raise UserError(f"measurement.max_trials must be an integer >= {MIN_TRIALS} (perf_analyzer judges "
-                            f"stability over 3 windows), got {self.max_trials!r}.")
-        if self.percentile is not None and (not is_int(self.percentile) or not 1 <= self.percentile <= 99):
-            raise UserError(f"measurement.percentile must be an integer in 1..99 or null, got {self.percentile!r}.")
-        if self.timeout_s is not None and (not is_number(self.timeout_s) or self.timeout_s <= 0):
-            raise UserError(f"measurement.timeout_s must be a number > 0 or null, got {self.timeout_s!r}.")
+    interval_ms: int = Field(5000, ge=100, description="perf_analyzer window (--measurement-interval), in ms",
+                             json_schema_extra={"accepts": "an integer >= 100 (milliseconds per window)"})
+    stability_percentage: Positive = Field(10.0, description=(
+        "max/min of the last 3 windows must be within this (--stability-percentage)"))
+    max_trials: int = Field(10, ge=MIN_TRIALS, description="windows before a point is recorded as unstable",
+                            json_schema_extra={"accepts": f"an integer >= {MIN_TRIALS} (perf_analyzer judges "
+                                                          f"stability over 3 windows)"})
+    percentile: Annotated[int, Field(ge=1, le=99)] | None = Field(None, description=(
+        "judge stability on this latency percentile instead of the mean"))
+    timeout_s: Positive | None = Field(None, description=(
+        "stop perf_analyzer after this many seconds; default: derived from the windows"))
 
     @property
     def effective_timeout_s(self) -> float:
@@ -95,119 +95,118 @@ class MeasurementSettings:
         return self.timeout_s or 60.0 + 2.0 * self.interval_ms / 1000 * (self.max_trials + 2)
 
 
-def _hashable(values: dict[str, Any]) -> tuple:
-    return tuple(sorted(values.items()))
+FixedSettings = create_model(
+    "FixedSettings", __base__=Partial, __doc__="TritonModelConfig fields held constant across the grid.",
+    **{name: optional(TritonModelConfig, name) for name in TritonModelConfig.model_fields})
 
 
-def _differences(a: TritonModelConfig, b: TritonModelConfig) -> str:
-    da, db = a.to_dict(), b.to_dict()
-    return ", ".join(f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db[k])
-
-
-def _int_field(name: str, value: Any, low: int) -> None:
-    if not is_int(value) or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
+class BenchmarkSpec(Settings):
     """A validated benchmark: which model, which configurations at which concurrencies, how to judge."""
 
-    name: str = "benchmark"
-    description: str = ""
-    model: str = DEFAULT_MODEL_NAME
-    version: int | None = None
-    repository: Path = DEFAULT_REPOSITORY
-    grid: tuple[SubGrid, ...] = (SubGrid(),)
-    fixed: tuple[tuple[str, Any], ...] = ()
-    concurrency: tuple[int, ...] = (1, 2, 4, 8)
-    request_batch_size: int = 1
-    protocol: str = "grpc"
-    measurement: MeasurementSettings = field(default_factory=MeasurementSettings)
-    p99_budget_ms: float | None = None
-    objective: str = "throughput"
-    baseline: str | TritonModelConfig = "current"
-    strategy: str = "brute"
-    ceiling_seconds: float = 3.0
-    startup_timeout_s: float = 120.0
+    name: Annotated[str, AfterValidator(lambda v: validate_run_name(v, "benchmark"))] = Field(
+        "benchmark", description="prefix of the run directory artifacts/benchmarks/<name>-<time>")
+    description: str = Field("", description="what this grid is for")
+    model: Annotated[str, AfterValidator(validate_model_name)] = Field(DEFAULT_MODEL_NAME,
+                                                                       description="served model name")
+    version: Annotated[int, Field(ge=1)] | None = Field(None, description="model version; default: the newest")
+    repository: Path = Field(DEFAULT_REPOSITORY, strict=False, description="model repository",
+                             json_schema_extra={"accepts": "a directory path"})
+    grid: Annotated[tuple[SubGrid, ...], Field(min_length=1), BeforeValidator(as_tuple),  # type: ignore[valid-type]
+                    BeforeValidator(lambda v: [v] if isinstance(v, dict) else v)] = Field(
+        (SubGrid(),), description="one sub-grid (axis -> values), or a list of them (their union)",
+        json_schema_extra=one_or_list("one sub-grid (a mapping of axis -> values) or a non-empty list of them"))
+    fixed: FixedSettings = Field(FixedSettings(), description="config.pbtxt settings held constant")  # type: ignore
+    concurrency: Concurrencies = Field((1, 2, 4, 8), description=(
+        "requests in flight, a list or text like 3:6,20 (default of every sub-grid)"))
+    request_batch_size: int = Field(1, ge=1, description="images per request (perf_analyzer -b)")
+    protocol: Protocol = Field("grpc", description="how perf_analyzer talks to Triton")
+    measurement: MeasurementSettings = Field(MeasurementSettings(), description="perf_analyzer's windows")
+    p99_budget_ms: Positive | None = Field(None, description="p99 latency budget in milliseconds; null = none")
+    objective: Objective = Field("throughput", description="what the best configuration maximises under the budget")
+    baseline: Annotated[Literal["current", "defaults"] | TritonModelConfig, BeforeValidator(_baseline)] = Field(
+        "current", description="the configuration to beat: the one loaded at start (current), TritonModelConfig's "
+                               "defaults, or a mapping of config.pbtxt settings")
+    strategy: StrategyName = Field("brute", description=(
+        "brute: every point; prune_over_budget: skip higher concurrencies of a config over budget"))
+    ceiling_seconds: Positive = Field(3.0, description="in-process ONNX Runtime measurement time, in seconds")
+    startup_timeout_s: Positive = Field(120.0, description="seconds the embedded server may take to start")
+    _configs: list[tuple[TritonModelConfig, tuple[int, ...]]] = PrivateAttr(default_factory=list)
 
-    def __post_init__(self) -> None:
-        validate_run_name(self.name, "benchmark")
-        if not isinstance(self.description, str):
-            raise UserError(f"description must be text, got {self.description!r}.")
-        validate_model_name(self.model)
-        if self.version is not None:
-            object.__setattr__(self, "version", validate_version(self.version))
-        object.__setattr__(self, "repository", Path(self.repository))
-        object.__setattr__(self, "concurrency", parse_int_list(self.concurrency, "concurrency", 1))
-        _int_field("request_batch_size", self.request_batch_size, 1)
-        if self.protocol not in PROTOCOLS:
-            raise UserError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}.")
-        if self.p99_budget_ms is not None and (not is_number(self.p99_budget_ms) or self.p99_budget_ms <= 0):
-            raise UserError(f"p99_budget_ms must be a number > 0 (milliseconds) or null for no budget, got "
-                            f"{self.p99_budget_ms!r}.")
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}.")
-        from mnist_etc.benchmark.strategy import STRATEGIES  # the registry lives with the strategies
-
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
-        if self.strategy == "prune_over_budget" and self.p99_budget_ms is None:
-            raise UserError("strategy prune_over_budget needs a p99_budget_ms to prune against; set one or use "
-                            "strategy brute.")
-        if isinstance(self.baseline, str) and self.baseline not in BASELINES:
-            raise UserError(f"baseline must be one of {', '.join(BASELINES)} or a mapping of config.pbtxt "
-                            f"settings, got {self.baseline!r}.")
-        for name in ("ceiling_seconds", "startup_timeout_s"):
-            if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
-                raise UserError(f"{name} must be a number > 0, got {getattr(self, name)!r}.")
-        if not self.grid:
-            raise UserError("grid must hold at least one sub-grid (a mapping of axis -> values).")
-        fixed = dict(self.fixed)
-        for i, sub in enumerate(self.grid):
-            both = sorted({k for k, _ in sub.axes} & set(fixed))
-            if both:
-                raise UserError(f"{self._where(i)} sweeps {', '.join(both)}, which 'fixed' also sets; keep each "
-                                f"setting in one place.")
-        self.configs()   # expands and validates every configuration now, before any work starts
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_subgrid_is_called_grid(cls, values: Any, handler: Any) -> "BenchmarkSpec":
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            grid = values.get("grid") if isinstance(values, dict) else None
+            if isinstance(grid, (list, tuple)) and len(grid) > 1:
+                raise
+            raise UserError(sentence(exc, cls).replace("grid[0]", "grid", 1)) from None
 
     def _where(self, i: int) -> str:
         return "grid" if len(self.grid) == 1 else f"grid[{i}]"
 
-    def base_config(self) -> TritonModelConfig:
-        return TritonModelConfig.from_mapping(dict(self.fixed))
+    @model_validator(mode="after")
+    def _prune_needs_a_budget(self) -> "BenchmarkSpec":
+        if self.strategy == "prune_over_budget" and self.p99_budget_ms is None:
+            raise ValueError("strategy prune_over_budget needs a p99_budget_ms to prune against; set one or use "
+                             "strategy brute.")
+        return self
 
-    def configs(self) -> list[tuple[TritonModelConfig, tuple[int, ...]]]:
-        """Every configuration with its concurrencies (ascending), in grid order, duplicates merged."""
-        fixed = dict(self.fixed)
+    @model_validator(mode="after")
+    def _fixed_or_swept(self) -> "BenchmarkSpec":
+        for i, sub in enumerate(self.grid):
+            both = sorted(set(sub.given()) & set(self.fixed.given()))
+            if both:
+                raise ValueError(f"{self._where(i)} sweeps {', '.join(both)}, which 'fixed' also sets; keep each "
+                                 f"setting in one place.")
+        return self
+
+    @model_validator(mode="after")
+    def _expand(self) -> "BenchmarkSpec":
+        """Every configuration with its concurrencies, in grid order, duplicates merged: checked once, here."""
+        from mnist_etc.benchmark.reconfigure import effective   # it imports tritonclient (0.15 s): not for --help
+
         merged: dict[TritonModelConfig, set[int]] = {}
         served_as: dict[tuple, TritonModelConfig] = {}   # what Triton would load -> the first config asking for it
         for i, sub in enumerate(self.grid):
-            names = [k for k, _ in sub.axes]
-            for combo in itertools.product(*[v for _, v in sub.axes]):
-                values = {**fixed, **dict(zip(names, combo))}
-                try:
-                    cfg = TritonModelConfig.from_mapping(values)
-                except UserError as exc:
-                    shown = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}"
-                                      for k, v in zip(names, combo)) or "fixed settings"
-                    raise UserError(f"{self._where(i)} configuration ({shown}): {str(exc).rstrip('.')}.") from None
-                if self.request_batch_size > cfg.max_batch_size:
-                    raise UserError(f"request_batch_size {self.request_batch_size} exceeds max_batch_size "
-                                    f"{cfg.max_batch_size} of a {self._where(i)} configuration, so Triton would "
-                                    f"refuse every request; lower request_batch_size or raise max_batch_size.")
-                key = _hashable(effective(cfg))
-                twin = served_as.setdefault(key, cfg)
+            axes = {k: v for k, v in sub.given().items() if k != "concurrency"}
+            for combo in itertools.product(*axes.values()):
+                cfg = self._config(i, dict(zip(axes, combo)))
+                self._request_fits(i, cfg)
+                twin = served_as.setdefault(tuple(sorted(effective(cfg).items())), cfg)
                 if twin != cfg:
-                    raise UserError(f"{self._where(i)} holds two configurations that Triton serves identically "
-                                    f"({_differences(twin, cfg)}): it completes an empty preferred_batch_size with "
-                                    f"max_batch_size and ignores the queue settings without dynamic batching; drop "
-                                    f"one of them.")
+                    raise ValueError(f"{self._where(i)} holds two configurations that Triton serves identically "
+                                     f"({_differences(twin, cfg)}): it completes an empty preferred_batch_size with "
+                                     f"max_batch_size and ignores the queue settings without dynamic batching; drop "
+                                     f"one of them.")
                 merged.setdefault(cfg, set()).update(sub.concurrency or self.concurrency)
-        return [(cfg, tuple(sorted(conc))) for cfg, conc in merged.items()]
+        self._configs = [(cfg, tuple(sorted(conc))) for cfg, conc in merged.items()]
+        return self
+
+    def _config(self, i: int, swept: dict[str, Any]) -> TritonModelConfig:
+        try:
+            return TritonModelConfig(**self.fixed.given(), **swept)
+        except UserError as exc:
+            shown = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in swept.items())
+            raise ValueError(f"{self._where(i)} configuration ({shown or 'fixed settings'}): "
+                             f"{str(exc).rstrip('.')}.") from None
+
+    def _request_fits(self, i: int, cfg: TritonModelConfig) -> None:
+        if self.request_batch_size > cfg.max_batch_size:
+            raise ValueError(f"request_batch_size {self.request_batch_size} exceeds max_batch_size "
+                             f"{cfg.max_batch_size} of a {self._where(i)} configuration, so Triton would refuse "
+                             f"every request; lower request_batch_size or raise max_batch_size.")
+
+    def configs(self) -> list[tuple[TritonModelConfig, tuple[int, ...]]]:
+        """Every configuration with its concurrencies (ascending), as expanded when the spec was built."""
+        return list(self._configs)
 
     def all_concurrencies(self) -> tuple[int, ...]:
-        return tuple(sorted({c for _, conc in self.configs() for c in conc}))
+        return tuple(sorted({c for _, conc in self._configs for c in conc}))
+
+    def n_points(self) -> int:
+        return sum(len(conc) for _, conc in self._configs)
 
     def baseline_config(self, current: TritonModelConfig | None) -> TritonModelConfig | None:
         """The configuration to beat; `current` is what the server had loaded when the run started."""
@@ -217,117 +216,64 @@ class BenchmarkSpec:
             return TritonModelConfig()
         return current
 
-    def n_points(self) -> int:
-        return sum(len(conc) for _, conc in self.configs())
-
     # -- precedence: command line over YAML over default ------------------------------------------------
-    def with_overrides(self, **overrides: Any) -> "BenchmarkSpec":
-        """Options given on the command line (None = not given) replace the YAML's.
+    def with_overrides(self, overrides: Any = None, /, **given: Any) -> "BenchmarkSpec":
+        """Options given on the command line or to the flow (None = not given) replace the YAML's.
 
         An axis given here (e.g. instance_count=(1, 2)) replaces that axis in every sub-grid and wins over a
         `fixed` value of the same name; `concurrency` replaces every sub-grid's own concurrency list."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(given) - set(GRID_AXES) - {f.name for f in dataclasses.fields(self)}
-                         - set(f.name for f in dataclasses.fields(MeasurementSettings)))
-        if unknown:
-            raise UserError(f"unknown benchmark override(s) {', '.join(unknown)}.")
-        changes: dict[str, Any] = {}
-        grid, fixed = self.grid, dict(self.fixed)
-        for axis in GRID_AXES:
-            if axis in given:
-                values = axis_values(axis, given.pop(axis), "command line")
-                grid = tuple(sub.with_axis(axis, values) for sub in grid)
-                fixed.pop(axis, None)
-        if "concurrency" in given:
-            changes["concurrency"] = parse_int_list(given.pop("concurrency"), "concurrency", 1)
-            grid = tuple(dataclasses.replace(sub, concurrency=None) for sub in grid)
-        measurement = {k: given.pop(k) for k in list(given) if k in {f.name for f in
-                                                                     dataclasses.fields(MeasurementSettings)}}
-        if measurement:
-            changes["measurement"] = dataclasses.replace(self.measurement, **measurement)
-        if "baseline" in given and isinstance(given["baseline"], dict):
-            given["baseline"] = TritonModelConfig.from_mapping(given["baseline"])
-        changes.update(given)
-        return dataclasses.replace(self, grid=grid, fixed=tuple(fixed.items()), **changes)
+        if overrides is None:
+            overrides = {k: v for k, v in given.items() if v is not None}
+        values = BenchmarkOverrides.parse(overrides, source="overrides").given()
+        if not values:
+            return self   # nothing to replace: the spec stays as built (and expanded) once
+        axes = {k: values.pop(k) for k in GRID_AXES if k in values}
+        grid = [sub.replace(**axes, **({"concurrency": None} if "concurrency" in values else {}))
+                for sub in self.grid]
+        measurement = {k: values.pop(k) for k in MeasurementSettings.model_fields if k in values}
+        return self.replace(grid=tuple(grid), fixed=self.fixed.replace(**dict.fromkeys(axes)),
+                            measurement=self.measurement.replace(**measurement), **values)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved spec, as a run records it next to its results."""
-        return {
-            "name": self.name, "description": self.description, "model": self.model, "version": self.version,
-            "repository": str(self.repository), "grid": [s.to_dict() for s in self.grid],
-            "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in self.fixed},
-            "concurrency": list(self.concurrency), "request_batch_size": self.request_batch_size,
-            "protocol": self.protocol, "measurement": dataclasses.asdict(self.measurement),
-            "p99_budget_ms": self.p99_budget_ms, "objective": self.objective,
-            "baseline": self.baseline.to_dict() if isinstance(self.baseline, TritonModelConfig) else self.baseline,
-            "strategy": self.strategy, "ceiling_seconds": self.ceiling_seconds,
-            "startup_timeout_s": self.startup_timeout_s,
-        }
+
+def _differences(a: TritonModelConfig, b: TritonModelConfig) -> str:
+    da, db = a.to_dict(), b.to_dict()
+    return ", ".join(f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db[k])
+
+
+# The settings a run may override (command line, flow parameters), grouped as the CLI shows them: one list.
+OVERRIDES: tuple[tuple[str, type[Settings], tuple[str, ...]], ...] = (
+    ("model", BenchmarkSpec, ("model", "version", "repository")),
+    ("grid axes (each replaces that axis in every sub-grid of --grid)", SubGrid, GRID_AXES),
+    ("grid axes (each replaces that axis in every sub-grid of --grid)", BenchmarkSpec, ("concurrency",)),
+    ("load and measurement", BenchmarkSpec, ("request_batch_size", "protocol")),
+    ("load and measurement", MeasurementSettings, tuple(MeasurementSettings.model_fields)),
+    ("judging", BenchmarkSpec, ("p99_budget_ms", "objective", "baseline", "strategy")),
+    ("run", BenchmarkSpec, ("ceiling_seconds", "startup_timeout_s")),
+)
+BenchmarkOverrides = create_model(
+    "BenchmarkOverrides", __base__=Partial,
+    __doc__="Settings that replace the grid file's for one run (unset = the file's value, else the default).",
+    **{name: optional(owner, name) for _, owner, names in OVERRIDES for name in names})
 
 
 def spec_from_mapping(data: Any, where: str = "benchmark grid") -> BenchmarkSpec:
     """Build a spec from parsed YAML/JSON; `where` prefixes every error sentence (usually the file name)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"{where} must be a YAML mapping of settings, got {type(data).__name__}.")
-    try:
-        unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
-        if unknown:
-            raise UserError(f"unknown setting(s) {', '.join(unknown)}; accepted: {', '.join(TOP_LEVEL_KEYS)}.")
-        kw = dict(data)
-        if "grid" in kw:
-            raw = kw["grid"]
-            subs = raw if isinstance(raw, list) else [raw]
-            if not subs:
-                raise UserError("grid must hold at least one sub-grid (a mapping of axis -> values).")
-            kw["grid"] = tuple(SubGrid.from_mapping(s, "grid" if len(subs) == 1 else f"grid[{i}]")
-                               for i, s in enumerate(subs))
-        if "fixed" in kw:
-            fixed = kw["fixed"] or {}
-            if not isinstance(fixed, dict):
-                raise UserError(f"fixed must be a mapping of config.pbtxt settings, got {fixed!r}.")
-            TritonModelConfig.from_mapping(fixed)  # unknown keys and bad values rejected here
-            kw["fixed"] = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in fixed.items())
-        if "measurement" in kw:
-            m = kw["measurement"] or {}
-            if not isinstance(m, dict):
-                raise UserError(f"measurement must be a mapping, got {m!r}.")
-            known = [f.name for f in dataclasses.fields(MeasurementSettings)]
-            bad = sorted(set(m) - set(known))
-            if bad:
-                raise UserError(f"unknown measurement setting(s) {', '.join(bad)}; accepted: {', '.join(known)}.")
-            kw["measurement"] = MeasurementSettings(**m)
-        if isinstance(kw.get("baseline"), dict):
-            kw["baseline"] = TritonModelConfig.from_mapping(kw["baseline"])
-        if "repository" in kw and not isinstance(kw["repository"], str):
-            raise UserError(f"repository must be a directory path, got {kw['repository']!r}.")
-        return BenchmarkSpec(**kw)
-    except UserError as exc:
-        raise UserError(f"{where}: {exc}") from None
+    return BenchmarkSpec.parse(data, source=where)
 
 
 def load_grid(path: str | Path) -> BenchmarkSpec:
     """Read and validate a benchmark YAML; its `name` defaults to the file's stem."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"benchmark grid {str(path)!r} does not exist; see search_spaces/benchmark_smoke.yaml for "
-                        f"an example.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path} is not valid YAML{at} ({getattr(exc, 'problem', None) or exc}).") from None
+    data = read_yaml(path, "benchmark grid", "search_spaces/benchmark_smoke.yaml")
     if isinstance(data, dict) and "name" not in data:
         stem = re.sub(r"[^A-Za-z0-9_-]", "-", path.stem)
         data = {**data, "name": stem.removeprefix("benchmark_") or "benchmark"}
     return spec_from_mapping(data, str(path))
 
 
-def resolve_spec(grid: str | Path | None = None, **overrides: Any) -> BenchmarkSpec:
+def resolve_spec(grid: str | Path | None = None, overrides: Any = None, /, **given: Any) -> BenchmarkSpec:
     """The spec of a run: the grid file (or the defaults) with the given overrides (None = not given).
 
     The command line and the Prefect flow both build their spec here, so they resolve it the same way."""
     spec = load_grid(grid) if grid else BenchmarkSpec()
-    return spec.with_overrides(**overrides)
+    return spec.with_overrides(overrides, **given)

@@ -9,6 +9,9 @@ Outputs, in `artifacts/benchmarks/<run>/` (published whole when the run complete
 `results.csv`, `throughput_vs_p99.png`, `plots/config-<id>.png`, `heatmap_instances_x_delay.png`,
 `summary.md`, `best.json`, `spec.json`, `raw/point-<n>.{csv,log}`. The hooks `measure_point` and
 `measure_ceiling` let a caller wrap each measurement (the Prefect flow makes them tasks).
+
+Two steps: `measure` (the server, the ceiling and the strategy's points) and `publish` (analysis, files, the
+best configuration into the repository), then `track` (MLflow, reported rather than raised on failure).
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from pydantic import AfterValidator, Field
 
 from mnist_etc.atomic import staged_dir, write_json_atomic, write_text_atomic
 from mnist_etc.benchmark.adopt import candidate_name, write_candidate
@@ -29,7 +34,9 @@ from mnist_etc.benchmark.report import config_labels, heat_map, summary_markdown
 from mnist_etc.benchmark.results import FAILED, SKIPPED, PointResult, results_csv
 from mnist_etc.benchmark.session import BenchmarkSession, ServerDown
 from mnist_etc.benchmark.strategy import Point, make_strategy, plan_configs
+from mnist_etc.config import Settings
 from mnist_etc.errors import UserError
+from mnist_etc.tracking_uri import default_tracking_uri
 from mnist_etc.triton.model_config import PYTHON
 from mnist_etc.triton.repository import list_models, versions
 
@@ -38,29 +45,21 @@ CeilingRunner = Callable[[Path, int, float], Ceiling]
 BENCHMARKS_DIR = "benchmarks"
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(Settings):
     """Where a run goes and what it talks to (not what it measures: that is the BenchmarkSpec)."""
 
-    url: str | None = None              # HOST:PORT of a running Triton; None = start the embedded one
-    run: str | None = None              # run name; default <spec name>-<YYYYmmdd-HHMMSS>
-    artifacts: Path = Path("artifacts")
-    mlflow_uri: str | None = None       # default: the sweeps' store, sqlite:///<artifacts>/mlflow.db
-    mlflow: bool = True
-    write_best: bool = True             # write configs/benchmark-<run>.pbtxt into the model repository
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "artifacts", Path(self.artifacts))
-        if self.run is not None:
-            validate_run_name(self.run)
-        if self.url is not None:
-            if not isinstance(self.url, str) or "://" in self.url or "/" in self.url or ":" not in self.url:
-                raise UserError(f"--url must be HOST:PORT (e.g. 127.0.0.1:8001 for gRPC, :8000 for HTTP), without "
-                                f"a scheme or path, got {self.url!r}.")
+    url: Annotated[str, Field(pattern=r"^[^/]*:[0-9]+$")] | None = Field(None, description=(
+        "HOST:PORT of a running Triton; default: start the embedded server"), json_schema_extra={"accepts": (
+            "HOST:PORT without a scheme or path (e.g. 127.0.0.1:8001 for gRPC, 127.0.0.1:8000 for HTTP)")})
+    run: Annotated[str, AfterValidator(validate_run_name)] | None = Field(None, description=(
+        "run name; default <spec name>-<YYYYmmdd-HHMMSS>; a finished run of the same name is replaced"))
+    artifacts: Path = Field(Path("artifacts"), strict=False, description="output root",
+                            json_schema_extra={"accepts": "a directory path"})
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<artifacts>/mlflow.db")
+    mlflow: bool = Field(True, description="log the run to MLflow")
+    write_best: bool = Field(True, description="write configs/benchmark-<run>.pbtxt into the model repository")
 
     def tracking_uri(self) -> str:
-        from mnist_etc.benchmark.tracking import default_tracking_uri
-
         return self.mlflow_uri or default_tracking_uri(self.artifacts)
 
 
@@ -129,127 +128,176 @@ def _default_ceiling(onnx: Path, batch_size: int, seconds: float) -> Ceiling:
 def run_benchmark(spec: BenchmarkSpec, options: RunOptions = RunOptions(), log: Callable[[str], None] = print,
                   measure_point: PointRunner | None = None,
                   measure_ceiling: CeilingRunner | None = None) -> BenchmarkOutcome:
+    """Measure every point of `spec`, then publish the run: its directory appears whole or not at all."""
     preflight(spec, options)
-    measure_point = measure_point or _default_point_runner
-    measure_ceiling = measure_ceiling or _default_ceiling
     started = dt.datetime.now()
     run = options.run or f"{spec.name}-{started.strftime('%Y%m%d-%H%M%S')}"
     run_dir = options.artifacts / BENCHMARKS_DIR / run
+    with staged_dir(run_dir) as staging:
+        measured = measure(spec, options, staging / "raw", log, measure_point, measure_ceiling)
+        outcome = publish(spec, options, run, started, measured, staging, run_dir)
+    if options.mlflow:
+        track(outcome, spec, options, log)
+    return outcome
+
+
+@dataclass
+class Measured:
+    """What the measuring loop produced; `publish` turns it into files, a candidate config and an MLflow run."""
+
+    results: list[PointResult]
+    labels: dict[int, str]
+    ceiling: Ceiling | None
+    backend: str
+    restarts: int
+    wall_seconds: float
+
+    @property
+    def ceiling_ips(self) -> float | None:
+        return self.ceiling.images_per_second if self.ceiling else None
+
+
+def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callable[[str], None] = print,
+            measure_point: PointRunner | None = None, measure_ceiling: CeilingRunner | None = None) -> Measured:
+    """The measuring loop: start (or reach) the server, measure the ceiling, then each point the strategy asks
+    for; a failed point is a row, a dead server fails the points left."""
+    measure_point = measure_point or _default_point_runner
+    measure_ceiling = measure_ceiling or _default_ceiling
     t0 = time.perf_counter()
-    with staged_dir(run_dir) as tmp:
-        raw = tmp / "raw"
-        raw.mkdir()
-        with BenchmarkSession(spec, options.url, log_dir=options.artifacts / "triton" / "logs", log=log) as session:
-            # The ceiling is measured once the server is up (so a server that cannot start fails first) and
-            # before any load is sent, while Triton's model instances sit idle.
-            onnx = find_onnx(spec.repository, spec.model, spec.version)
-            ceiling = None
-            if onnx is not None:
-                ceiling = measure_ceiling(onnx, spec.request_batch_size, spec.ceiling_seconds)
-                log(f"in-process ceiling (ONNX Runtime, batch {spec.request_batch_size}): "
-                    f"{ceiling.images_per_second:,.0f} images/s")
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    with BenchmarkSession(spec, options.url, log_dir=options.artifacts / "triton" / "logs", log=log) as session:
+        # The ceiling is measured once the server is up (so a server that cannot start fails first) and
+        # before any load is sent, while Triton's model instances sit idle.
+        onnx = find_onnx(spec.repository, spec.model, spec.version)
+        ceiling = None
+        if onnx is not None:
+            ceiling = measure_ceiling(onnx, spec.request_batch_size, spec.ceiling_seconds)
+            log(f"in-process ceiling (ONNX Runtime, batch {spec.request_batch_size}): "
+                f"{ceiling.images_per_second:,.0f} images/s")
+        else:
+            log(f"no local model.onnx for {spec.model!r} in {spec.repository}: serving efficiency not computed")
+        ceiling_ips = ceiling.images_per_second if ceiling else None
+        plan = plan_configs(spec.configs(), spec.baseline_config(session.initial), spec.all_concurrencies())
+        labels = config_labels({cid: cfg for cid, cfg, _, _ in plan})
+        strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms)
+        log(f"{len(plan)} configuration(s), up to {strategy.planned} point(s); strategy {spec.strategy}")
+        results: list[PointResult] = []
+        down: ServerDown | None = None
+        for point in strategy.get_configs():
+            index = len(results)
+            if down is not None:
+                r = PointResult(index, point, FAILED, "server_down", str(down))
             else:
-                log(f"no local model.onnx for {spec.model!r} in {spec.repository}: serving efficiency not computed")
-            ceiling_ips = ceiling.images_per_second if ceiling else None
-            baseline = spec.baseline_config(session.initial)
-            plan = plan_configs(spec.configs(), baseline, spec.all_concurrencies())
-            labels = config_labels({cid: cfg for cid, cfg, _, _ in plan})
-            strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms)
-            log(f"{len(plan)} configuration(s), up to {strategy.planned} point(s); strategy {spec.strategy}")
-            results: list[PointResult] = []
-            down: ServerDown | None = None
-            for point in strategy.get_configs():
-                index = len(results)
-                if down is not None:
-                    r = PointResult(index, point, FAILED, "server_down", str(down))
-                else:
-                    try:
-                        r = measure_point(session, point, index, raw)
-                    except ServerDown as exc:
-                        down = exc
-                        r = PointResult(index, point, FAILED, "server_down", str(exc))
-                results.append(r)
-                strategy.set_last_results([r])
-                log(_progress_line(r, strategy.planned, labels[point.config_id], ceiling_ips))
-            for point, reason in getattr(strategy, "skipped", []):
-                results.append(PointResult(len(results), point, SKIPPED, "skipped", reason))
-            backend, restarts = session.backend, session.restarts
-        wall = time.perf_counter() - t0
-        analysis = analyse(results, spec.objective, spec.p99_budget_ms, ceiling_ips)
-        rows = [r.to_row(spec.request_batch_size, spec.protocol, ceiling_ips, spec.p99_budget_ms) for r in results]
-        write_text_atomic(tmp / "results.csv", results_csv(rows))
-        throughput_plots(tmp, results, labels, analysis, run)
-        heat = heat_map(tmp, results, analysis, run)
-        measured = [r for r in results if r.ok]
-        version = spec.version or (versions(spec.repository, spec.model) or [None])[-1]
-        summary = {
-            "best_throughput": analysis.best.throughput if analysis.best else None,
-            "best_p99_ms": analysis.best.p99_ms if analysis.best else None,
-            "best_concurrency": analysis.best.point.concurrency if analysis.best else None,
-            "best_serving_efficiency": analysis.best.efficiency(ceiling_ips) if analysis.best else None,
-            "baseline_throughput": analysis.baseline_best.throughput if analysis.baseline_best else None,
-            "improvement": analysis.improvement,
-            "best_is_baseline": analysis.best is not None and analysis.best.point.baseline,
-            "in_process_images_per_second": ceiling_ips,
-            "points_ok": analysis.n_ok, "points_failed": analysis.n_failed, "points_skipped": analysis.n_skipped,
-            "server_restarts": restarts, "wall_seconds": wall,
-            "seconds_per_point": (sum(r.measure_seconds for r in measured) / len(measured)) if measured else None,
-            "seconds_per_point_with_reload": (sum(r.measure_seconds + r.reload_seconds for r in measured)
-                                              / len(measured)) if measured else None,
-        }
-        # The candidate goes into the repository only if the model is there (with --url it may live elsewhere).
-        adoption: dict[str, Any] | None = None
-        if analysis.best is not None:
-            model_cfg = spec.repository / spec.model / "config.pbtxt"
-            adoption = {"run_dir": str(run_dir), "config_name": candidate_name(run), "backup_name":
-                        f"configs/before-{run}.pbtxt"}
-            if not options.write_best:
-                adoption["note"] = "disabled for this run (--no-write-best)"
-            elif not model_cfg.is_file():
-                adoption["note"] = f"{model_cfg} does not exist here"
-            else:
-                adoption["written"] = str(model_cfg.parent / "configs" / f"{candidate_name(run)}.pbtxt")
-        context = {"model": spec.model, "version": version if version is not None else "newest", "backend": backend,
-                   "server": f"the Triton server at {options.url}" if options.url else
-                             "the embedded tritonserver (nvidia-pytriton wheel), explicit model control",
-                   "protocol": spec.protocol, "request_batch_size": spec.request_batch_size,
-                   "interval_ms": spec.measurement.interval_ms,
-                   "stability_percentage": spec.measurement.stability_percentage,
-                   "max_trials": spec.measurement.max_trials, "strategy": spec.strategy,
-                   "machine": f"{os.cpu_count()} CPU(s), {platform.machine()}, {platform.system()}",
-                   "started": started.isoformat(timespec="seconds"), "wall_seconds": wall,
-                   "seconds_per_point": summary["seconds_per_point"], "restarts": restarts,
-                   "notes": ["perf_analyzer and Triton share this machine's cores: the client's own CPU use is "
-                             "part of every figure."]
-                   + ([f"the in-process ceiling ran on this machine, the server at {options.url}: efficiency "
-                       f"compares the two machines if they differ."] if options.url else [])}
-        markdown = summary_markdown(run, context, results, labels, analysis, ceiling_ips, adoption)
-        write_text_atomic(tmp / "summary.md", markdown)
-        write_json_atomic(tmp / "spec.json", {"run": run, "url": options.url, "spec": spec.to_dict()})
-        write_json_atomic(tmp / "best.json", {
-            "run": run, "model": spec.model, "version": version, "backend": backend,
-            "repository": str(spec.repository), "url": options.url, "spec": spec.to_dict(),
-            "analysis": analysis.to_dict(ceiling_ips), "summary": summary,
-            "ceiling": ceiling.to_dict() if ceiling else None, "adoption": adoption,
-            "labels": {str(k): v for k, v in labels.items()}})
-        if adoption and adoption.get("written"):
-            # Last step inside the staging block: if it fails, no run directory claims it was written.
-            write_candidate(spec.repository, spec.model, backend, analysis.best.point.config, run)
+                try:
+                    r = measure_point(session, point, index, raw_dir)
+                except ServerDown as exc:
+                    down = exc
+                    r = PointResult(index, point, FAILED, "server_down", str(exc))
+            results.append(r)
+            strategy.set_last_results([r])
+            log(_progress_line(r, strategy.planned, labels[point.config_id], ceiling_ips))
+        for point, reason in strategy.skipped:
+            results.append(PointResult(len(results), point, SKIPPED, "skipped", reason))
+        backend, restarts = session.backend, session.restarts
+    return Measured(results, labels, ceiling, backend, restarts, time.perf_counter() - t0)
+
+
+def _summary(analysis: Analysis, measured: Measured) -> dict[str, Any]:
+    ok = [r for r in measured.results if r.ok]
+    best, base, ceiling_ips = analysis.best, analysis.baseline_best, measured.ceiling_ips
+    return {
+        "best_throughput": best.throughput if best else None,
+        "best_p99_ms": best.p99_ms if best else None,
+        "best_concurrency": best.point.concurrency if best else None,
+        "best_serving_efficiency": best.efficiency(ceiling_ips) if best else None,
+        "baseline_throughput": base.throughput if base else None,
+        "improvement": analysis.improvement,
+        "best_is_baseline": best is not None and best.point.baseline,
+        "in_process_images_per_second": ceiling_ips,
+        "points_ok": analysis.n_ok, "points_failed": analysis.n_failed, "points_skipped": analysis.n_skipped,
+        "server_restarts": measured.restarts, "wall_seconds": measured.wall_seconds,
+        "seconds_per_point": (sum(r.measure_seconds for r in ok) / len(ok)) if ok else None,
+        "seconds_per_point_with_reload": (sum(r.measure_seconds + r.reload_seconds for r in ok) / len(ok))
+        if ok else None,
+    }
+
+
+def _adoption(spec: BenchmarkSpec, options: RunOptions, run: str, run_dir: Path,
+              analysis: Analysis) -> dict[str, Any] | None:
+    """Where the candidate config goes: only if the model is in the repository (with --url it may live elsewhere)."""
+    if analysis.best is None:
+        return None
+    model_cfg = spec.repository / spec.model / "config.pbtxt"
+    adoption: dict[str, Any] = {"run_dir": str(run_dir), "config_name": candidate_name(run),
+                                "backup_name": f"configs/before-{run}.pbtxt"}
+    if not options.write_best:
+        adoption["note"] = "disabled for this run (--no-write-best)"
+    elif not model_cfg.is_file():
+        adoption["note"] = f"{model_cfg} does not exist here"
+    else:
+        adoption["written"] = str(model_cfg.parent / "configs" / f"{candidate_name(run)}.pbtxt")
+    return adoption
+
+
+def publish(spec: BenchmarkSpec, options: RunOptions, run: str, started: dt.datetime, measured: Measured,
+            staging: Path, run_dir: Path) -> BenchmarkOutcome:
+    """The publishing step: analysis, results.csv, plots, summary.md, spec.json and best.json into the staging
+    directory of `run_dir`, then the best configuration into the model repository (last, so that a failure
+    leaves no run directory claiming it was written)."""
+    results, labels, ceiling_ips, wall = measured.results, measured.labels, measured.ceiling_ips, measured.wall_seconds
+    analysis = analyse(results, spec.objective, spec.p99_budget_ms, ceiling_ips)
+    rows = [r.to_row(spec.request_batch_size, spec.protocol, ceiling_ips, spec.p99_budget_ms) for r in results]
+    write_text_atomic(staging / "results.csv", results_csv(rows))
+    throughput_plots(staging, results, labels, analysis, run)
+    heat = heat_map(staging, results, analysis, run)
+    version = spec.version or (versions(spec.repository, spec.model) or [None])[-1]
+    summary = _summary(analysis, measured)
+    adoption = _adoption(spec, options, run, run_dir, analysis)
+    context = {"model": spec.model, "version": version if version is not None else "newest",
+               "backend": measured.backend,
+               "server": f"the Triton server at {options.url}" if options.url else
+                         "the embedded tritonserver (nvidia-pytriton wheel), explicit model control",
+               "protocol": spec.protocol, "request_batch_size": spec.request_batch_size,
+               "interval_ms": spec.measurement.interval_ms,
+               "stability_percentage": spec.measurement.stability_percentage,
+               "max_trials": spec.measurement.max_trials, "strategy": spec.strategy,
+               "machine": f"{os.cpu_count()} CPU(s), {platform.machine()}, {platform.system()}",
+               "started": started.isoformat(timespec="seconds"), "wall_seconds": wall,
+               "seconds_per_point": summary["seconds_per_point"], "restarts": measured.restarts,
+               "notes": ["perf_analyzer and Triton share this machine's cores: the client's own CPU use is "
+                         "part of every figure."]
+               + ([f"the in-process ceiling ran on this machine, the server at {options.url}: efficiency "
+                   f"compares the two machines if they differ."] if options.url else [])}
+    markdown = summary_markdown(run, context, results, labels, analysis, ceiling_ips, adoption)
+    write_text_atomic(staging / "summary.md", markdown)
+    write_json_atomic(staging / "spec.json", {"run": run, "url": options.url, "spec": spec.to_dict()})
+    write_json_atomic(staging / "best.json", {
+        "run": run, "model": spec.model, "version": version, "backend": measured.backend,
+        "repository": str(spec.repository), "url": options.url, "spec": spec.to_dict(),
+        "analysis": analysis.to_dict(ceiling_ips), "summary": summary,
+        "ceiling": measured.ceiling.to_dict() if measured.ceiling else None, "adoption": adoption,
+        "labels": {str(k): v for k, v in labels.items()}})
     files = {"results": str(run_dir / "results.csv"), "summary": str(run_dir / "summary.md"),
              "best": str(run_dir / "best.json"), "plot": str(run_dir / "throughput_vs_p99.png")}
     if heat is not None:
         files["heatmap"] = str(run_dir / heat.name)
     files["plots"] = str(run_dir / "plots")
     if adoption and adoption.get("written"):
+        write_candidate(spec.repository, spec.model, measured.backend, analysis.best.point.config, run)
         files["best_config"] = adoption["written"]
-    outcome = BenchmarkOutcome(run, run_dir, results, analysis, ceiling, rows, summary, markdown, files)
-    if options.mlflow:
-        try:
-            from mnist_etc.benchmark.tracking import log_benchmark_run
+    return BenchmarkOutcome(run, run_dir, results, analysis, measured.ceiling, rows, summary, markdown, files)
 
-            outcome.mlflow_run_id = log_benchmark_run(options.tracking_uri(), options.artifacts, run, run_dir,
-                                                      {"run": run, **spec.to_dict()}, summary, results, ceiling_ips)
-        except Exception as exc:  # the measurements are published already; tracking is reported, not fatal
-            outcome.mlflow_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            log(f"warning: MLflow logging failed ({outcome.mlflow_error}); results are in {run_dir}")
-    return outcome
+
+def track(outcome: BenchmarkOutcome, spec: BenchmarkSpec, options: RunOptions,
+          log: Callable[[str], None] = print) -> None:
+    """Log a published run to MLflow; a failure is reported on the outcome, not raised (the files are out)."""
+    try:
+        from mnist_etc.benchmark.tracking import log_benchmark_run
+
+        outcome.mlflow_run_id = log_benchmark_run(options.tracking_uri(), options.artifacts, outcome.run,
+                                                  outcome.run_dir, {"run": outcome.run, **spec.to_dict()},
+                                                  outcome.summary, outcome.results,
+                                                  outcome.ceiling.images_per_second if outcome.ceiling else None)
+    except Exception as exc:  # the measurements are published already; tracking is reported, not fatal
+        outcome.mlflow_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        log(f"warning: MLflow logging failed ({outcome.mlflow_error}); results are in {outcome.run_dir}")

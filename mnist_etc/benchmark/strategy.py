@@ -7,14 +7,13 @@
 
 A point is one model configuration at one concurrency. Points of a configuration come together, in
 ascending concurrency, so the server is reconfigured once per configuration. Another strategy (a quick
-search, Optuna) only has to implement these two methods.
+search, Optuna) only has to implement these two methods and the `planned` and `skipped` properties.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, Sequence
 
-from mnist_etc.benchmark.reconfigure import same_serving_config
 from mnist_etc.triton.model_config import TritonModelConfig
 
 
@@ -37,6 +36,10 @@ class SearchStrategy(Protocol):
     def planned(self) -> int:
         """How many points at most (for progress); a strategy may measure fewer."""
 
+    @property
+    def skipped(self) -> list[tuple[Point, str]]:
+        """Points it decided not to measure, each with the reason (recorded as skipped rows)."""
+
 
 def plan_configs(configs: Sequence[tuple[TritonModelConfig, tuple[int, ...]]], baseline: TritonModelConfig | None,
                  baseline_concurrency: tuple[int, ...]) -> list[tuple[int, TritonModelConfig, tuple[int, ...], bool]]:
@@ -44,6 +47,8 @@ def plan_configs(configs: Sequence[tuple[TritonModelConfig, tuple[int, ...]]], b
 
     The baseline goes first so that a run cut short still has what it must be compared with; when the
     grid already holds it, it is measured once, at the union of both concurrency lists."""
+    from mnist_etc.benchmark.reconfigure import same_serving_config   # tritonclient: not on the CLI's --help path
+
     planned: list[tuple[TritonModelConfig, set[int], bool]] = []
     if baseline is not None:
         planned.append((baseline, set(baseline_concurrency), True))
@@ -65,6 +70,11 @@ class BruteForceSearch:
         self.plan = list(plan)
         self.budget_ms = budget_ms
         self.results: list[Any] = []
+        self._skipped: list[tuple[Point, str]] = []
+
+    @property
+    def skipped(self) -> list[tuple[Point, str]]:
+        return self._skipped
 
     @property
     def planned(self) -> int:
@@ -92,13 +102,12 @@ class PruneOverBudgetSearch(BruteForceSearch):
                  budget_ms: float | None = None):
         super().__init__(plan, budget_ms)
         self.over_budget: dict[int, tuple[int, float]] = {}    # config_id -> (concurrency, p99 ms)
-        self.skipped: list[tuple[Point, str]] = []
 
     def get_configs(self) -> Iterator[Point]:
         for point in super().get_configs():
             over = self.over_budget.get(point.config_id)
             if over is not None and not point.baseline:
-                self.skipped.append((point, f"skipped: p99 {over[1]:.2f} ms at concurrency {over[0]} already "
+                self._skipped.append((point, f"skipped: p99 {over[1]:.2f} ms at concurrency {over[0]} already "
                                             f"exceeds the {self.budget_ms:g} ms budget"))
                 continue
             yield point

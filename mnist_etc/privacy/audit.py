@@ -18,86 +18,24 @@ only when every test passes.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnist_etc.config import AttackConfig, to_dict
+from mnist_etc.config import AttackConfig
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
 from mnist_etc.privacy.attacks.hill_climb import Score, compiled
 from mnist_etc.privacy.attacks.runner import AttackResult, attack_model, check_attack_inputs
-from mnist_etc.privacy.canary import CanaryAuditConfig, describe as describe_canary_audit
+from mnist_etc.privacy.audit_policy import SERVED_ATTACK, AuditConfig
+from mnist_etc.privacy.canary import describe as describe_canary_audit
 from mnist_etc.privacy.membership import loss_threshold_attack
-
-MIN_VICTIMS = 50   # per group: below this the excess interval is too wide to gate on
-SERVED_ATTACK = "public-prior"
-
-
-def _number(name: str, value: Any, low: float, high: float, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        raise UserError(f"{name} must be {what}, got {value!r}.")
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """The audit policy: one home for its defaults (the flow, the CLI and the pipeline read them here)."""
-
-    attack: AttackConfig = field(default_factory=lambda: AttackConfig(
-        attack="public-prior", victims=MIN_VICTIMS, n_iter=8, n_samples=128, n_best=32))
-    max_epsilon: float = 10.0            # fail above this epsilon (PLD, whole model)
-    allow_non_private: bool = False      # epsilon = inf passes the epsilon test only when this is true
-    leakage_bound: float = 0.05          # fail when the excess cosine's 95% interval lies wholly above this
-    membership_auc_bound: float = 0.6    # fail when the membership AUC's 95% interval lies wholly above this
-    growth_margin: float = 0.05          # fail when the excess cosine grew by more than this since the last audit
-    membership_samples: int = 500
-    compare_in_process: bool = True
-    canary_audit: bool | None = None     # the one-run canary audit; None: when the model is DP
-    canary: CanaryAuditConfig = field(default_factory=CanaryAuditConfig)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.attack, AttackConfig):
-            raise UserError(f"attack must be an AttackConfig, got {self.attack!r}.")
-        if self.attack.attack != SERVED_ATTACK:
-            # The leakage gate and its growth test are defined on the outsider's attack through the endpoint.
-            raise UserError(f"the audit's served attack must be {SERVED_ATTACK!r} (the outsider who sees only the "
-                            f"scores; the own-decoder attack runs beside it for the record), got "
-                            f"{self.attack.attack!r}.")
-        if self.attack.victims < MIN_VICTIMS:
-            raise UserError(f"victims must be at least {MIN_VICTIMS} per group for the audit to gate on the "
-                            f"leakage interval, got {self.attack.victims}.")
-        _number("max_epsilon", self.max_epsilon, 0.0, 1e6, "a finite number >= 0")
-        if not isinstance(self.allow_non_private, bool):
-            raise UserError(f"allow_non_private must be true or false, got {self.allow_non_private!r}.")
-        _number("leakage_bound", self.leakage_bound, -1.0, 2.0, "an excess cosine in [-1, 2]")
-        _number("membership_auc_bound", self.membership_auc_bound, 0.5, 1.0, "an AUC in [0.5, 1]")
-        _number("growth_margin", self.growth_margin, 0.0, 2.0, "a number in [0, 2]")
-        if isinstance(self.membership_samples, bool) or not isinstance(self.membership_samples, int) \
-                or self.membership_samples < 10:
-            raise UserError(f"membership_samples must be an integer >= 10, got {self.membership_samples!r}.")
-        if not isinstance(self.compare_in_process, bool):
-            raise UserError(f"compare_in_process must be true or false, got {self.compare_in_process!r}.")
-        if self.canary_audit is not None and not isinstance(self.canary_audit, bool):
-            raise UserError(f"canary_audit must be true, false or null (when the model is DP), "
-                            f"got {self.canary_audit!r}.")
-        if not isinstance(self.canary, CanaryAuditConfig):
-            raise UserError(f"canary must be a CanaryAuditConfig, got {self.canary!r}.")
-
-    def wants_canary_audit(self, epsilon: float) -> bool:
-        return self.canary_audit if self.canary_audit is not None else math.isfinite(epsilon)
-
-    def as_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
 
 class CountedScore:
     """A `Score` that counts the images it scores and the seconds spent scoring them (images/s of a surface)."""
@@ -139,7 +77,7 @@ def run_audit(stored: StoredModel, split: DataSplit, served_score: Score, cfg: A
     if cfg.compare_in_process:
         in_process = compiled(stored.networks.full_model())
         for key, attack_cfg in (("in_process_attack", cfg.attack),
-                                ("own_decoder_attack", dataclasses.replace(cfg.attack, attack="own-decoder"))):
+                                ("own_decoder_attack", cfg.attack.replace(attack="own-decoder"))):
             counted = CountedScore(in_process)
             result = attack_model(stored.networks, split, attack_cfg, progress=progress, score=counted,
                                   cache_dir=cache_dir)

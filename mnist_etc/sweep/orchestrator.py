@@ -20,13 +20,14 @@ from typing import Any, Callable
 from mnist_etc.atomic import write_json_atomic, write_text_atomic
 from mnist_etc.config import TrainConfig
 from mnist_etc.errors import UserError
-from mnist_etc.search_space import SearchSpace
+from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep import storage as storage_mod
 from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, write_csv
 from mnist_etc.sweep.runner import TrialRunner
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
                                    settle_unfinished, study_lock)
-from mnist_etc.sweep.tracking import SweepTracker, default_tracking_uri
+from mnist_etc.sweep.tracking import SweepTracker
+from mnist_etc.tracking_uri import default_tracking_uri
 from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, cached_split, trial_dir
 from mnist_etc.sweep.winner import Choice, candidates, choose_winner
 
@@ -91,9 +92,9 @@ def preflight(space: SearchSpace) -> None:
         check_attack_inputs(split, space.attack)
     except UserError as exc:
         raise UserError(f"{space.source}: attack: {exc}") from None
-    searched = [v for p in space.params if p.name == "batch_size" for v in p.extremes()]
+    searched = [v for name, p in space.params.items() if name == "batch_size" for v in p.extremes()]
     batch_sizes = searched or [space.fixed.get("batch_size", TrainConfig().batch_size)]
-    deltas = [v for p in space.params if p.name == "delta" for v in p.extremes()]
+    deltas = [v for name, p in space.params.items() if name == "delta" for v in p.extremes()]
     delta = max(deltas or [space.fixed.get("delta", TrainConfig().delta)])
     if delta >= 1.0 / split.n_train:
         raise UserError(f"{space.source}: delta {delta:g} is not below 1/n = {1.0 / split.n_train:.3g} for the "
@@ -182,10 +183,10 @@ def _ask_batch(study: Any, space: SearchSpace, options: SweepOptions, tracker: S
         except UserError as exc:  # the corner check makes this unlikely; fail the trial, not the sweep
             fail_trial(study, trial._trial_id, trial.number, f"UserError: {exc}")
             continue
-        run_id = tracker.start_trial_run(parent_run, space.study, trial.number, asdict(train), trial.params)
+        run_id = tracker.start_trial_run(parent_run, space.study, trial.number, train.to_dict(), trial.params)
         trial.set_user_attr("mlflow_run_id", run_id)
-        spec = TrialSpec(study=space.study, number=trial.number, params=dict(trial.params), train=asdict(train),
-                         data=asdict(space.data), attack=asdict(space.attack),
+        spec = TrialSpec(study=space.study, number=trial.number, params=dict(trial.params), train=train,
+                         data=space.data, attack=space.attack,
                          trial_dir=str(trial_dir(options.study_dir(space.study), trial.number)),
                          objectives=(space.accuracy_metric, space.leakage_metric),
                          mlflow_tracking_uri=options.mlflow_uri, mlflow_run_id=run_id)
@@ -277,7 +278,7 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
         "trial_dir": w.user_attrs.get("trial_dir"),
         "qualified": choice.qualified,
         "reason": choice.reason,
-        "policy": asdict(space.winner),
+        "policy": space.winner.to_dict(),
         "storage": options.storage_label,
         "mlflow": {"tracking_uri": options.mlflow_uri, "run_id": run_id, "registered_model": registered,
                    "version": version, "alias": "champion" if version else None},

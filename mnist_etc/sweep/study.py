@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from optuna.samplers import GridSampler
-
 from mnist_etc.atomic import jsonable
 from mnist_etc.errors import UserError
-from mnist_etc.search_space import SearchSpace
+from mnist_etc.sweep.samplers import make_sampler as build_sampler
+from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep.trial import TrialOutcome, read_outcome, trial_dir
 
 FINGERPRINT_ATTR = "mnist_etc_search_space"
@@ -50,26 +49,8 @@ def study_lock(study_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-class AskTellGridSampler(GridSampler):
-    """GridSampler whose after_trial does not call study.stop(): outside optimize() that raises, and the
-    search space already caps trials at the grid size."""
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        return None
-
-
 def make_sampler(space: SearchSpace, seed: int) -> Any:
-    import optuna
-
-    opts = dict(space.sampler.options)
-    name = space.sampler.name
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **opts)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **opts)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return AskTellGridSampler(space.grid(), seed=seed)
+    return build_sampler(space.sampler, space.grid(), seed)
 
 
 def _canonical(value: Any) -> Any:

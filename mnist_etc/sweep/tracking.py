@@ -21,10 +21,6 @@ CHAMPION_ALIAS = "champion"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
 
-def default_tracking_uri(artifacts: Path) -> str:
-    return f"sqlite:///{(Path(artifacts) / 'mlflow.db').resolve()}"
-
-
 def registered_model_name(study: str) -> str:
     return f"mnist-etc-{study}"
 
@@ -85,7 +81,7 @@ class SweepTracker:
                   "objectives": f"max {space.accuracy_metric}, min {space.leakage_metric}",
                   "winner_policy": space.winner.describe(space.leakage_metric)}
         params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
-        params.update({f"search.{p.name}": str(p.to_dict()) for p in space.params})
+        params.update({f"search.{name}": str(p.to_dict()) for name, p in space.params.items()})
         params.update({f"attack.{k}": v for k, v in space.fingerprint()["attack"].items()})
         params.update({f"data.{k}": v for k, v in space.fingerprint()["data"].items()})
         self.log_params(run.info.run_id, params)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import jsonable, staged_dir, write_json_atomic
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig, from_dict
+from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
 
 OUTCOME_FILE = "outcome.json"
 
@@ -34,16 +34,17 @@ class TrialSpec:
     study: str
     number: int
     params: dict[str, Any]
-    train: dict[str, Any]          # the full TrainConfig (fixed settings + params)
-    data: dict[str, Any]           # DataConfig
-    attack: dict[str, Any]         # AttackConfig
+    train: TrainConfig             # the full training config (fixed settings + params), validated once
+    data: DataConfig
+    attack: AttackConfig
     trial_dir: str
     objectives: tuple[str, str]    # (accuracy metric, leakage metric)
     mlflow_tracking_uri: str | None = None
     mlflow_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "train": self.train.to_dict(), "data": self.data.to_dict(),
+                "attack": self.attack.to_dict()}
 
 
 @dataclass
@@ -123,9 +124,8 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
     from mnist_etc.training import example_images
 
     t0 = time.perf_counter()
-    cfg = from_dict(TrainConfig, spec.train)
-    attack_cfg = from_dict(AttackConfig, spec.attack)
-    split = cached_split(from_dict(DataConfig, spec.data))
+    cfg, attack_cfg = spec.train, spec.attack
+    split = cached_split(spec.data)
     final = Path(spec.trial_dir)
     hook = (MlflowEpochLogger(spec.mlflow_tracking_uri, spec.mlflow_run_id)
             if spec.mlflow_tracking_uri and spec.mlflow_run_id else None)

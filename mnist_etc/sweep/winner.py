@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mnist_etc.search_space import WinnerPolicy
+from mnist_etc.sweep.space import WinnerPolicy
 
 
 @dataclass(frozen=True)

@@ -9,95 +9,95 @@
     >>> override = to_json("mnist_etc", PYTHON, cfg)       # client.load_model(name, config=override)
     >>> TritonModelConfig.from_proto(parse_pbtxt(text)) == cfg
     True
+
+A `Settings` model: each field's type and bounds are its validation (one sentence per mistake); the rules
+across fields are the three named validators below.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+import typing
+from typing import Annotated, Any, Literal
 
 from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2 as pb
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
-from mnist_etc.config import from_dict
+from mnist_etc.config import Settings
 from mnist_etc.errors import UserError
 from mnist_etc.tensor_spec import IMAGE_SHAPE, INPUT_NAME, N_CLASSES, OUTPUT_NAME
+
+if typing.TYPE_CHECKING:
+    from tritonclient.grpc import model_config_pb2 as pb
 
 PYTHON = "python"            # model.py running ONNX Runtime: the pip-shipped tritonserver has this backend
 ONNXRUNTIME = "onnxruntime"  # platform onnxruntime_onnx: official Triton containers, CPU or GPU
 BACKENDS = (PYTHON, ONNXRUNTIME)
-KINDS = ("KIND_CPU", "KIND_GPU")
-VERSION_POLICIES = ("latest", "all")
+Kind = Literal["KIND_CPU", "KIND_GPU"]
+VersionPolicy = Literal["latest", "all"]
+KINDS: tuple[str, ...] = typing.get_args(Kind)
+VERSION_POLICIES: tuple[str, ...] = typing.get_args(VersionPolicy)
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+def as_tuple(value: Any) -> Any:
+    """YAML and JSON give lists; tuples keep a config hashable (strict mode takes lists for no tuple)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
-def _int_in(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        accepted = f">= {low}" if high is None else f"in {low}..{high}"
-        raise UserError(f"{name} must be an integer {accepted}, got {value!r}.")
+def no_repeats(value: tuple[Any, ...], info: ValidationInfo) -> tuple[Any, ...]:
+    if len(set(value)) != len(value):
+        shown = [list(v) if isinstance(v, tuple) else v for v in value]
+        raise ValueError(f"{info.field_name} must not repeat a value, got {shown}.")
+    return value
 
 
-@dataclass(frozen=True)
-class TritonModelConfig:
+BatchSize = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+BatchSizes = Annotated[tuple[BatchSize, ...], BeforeValidator(as_tuple), AfterValidator(no_repeats)]
+GpuIds = Annotated[tuple[Count, ...], BeforeValidator(as_tuple), AfterValidator(no_repeats)]
+
+
+class TritonModelConfig(Settings):
     """What `config.pbtxt` sets for the classifier; validated on construction."""
 
-    max_batch_size: int = _help("largest batch Triton may form or accept", default=64)
-    dynamic_batching: bool = _help("let Triton merge concurrent requests into batches", default=True)
-    max_queue_delay_microseconds: int = _help("how long a request may wait for others to form a batch",
-                                              default=500)
-    preferred_batch_size: tuple[int, ...] = _help("batch sizes the dynamic batcher aims for (each <= "
-                                                  "max_batch_size); empty = as large as possible", default=())
-    preserve_ordering: bool = _help("return responses in request order", default=False)
-    instance_count: int = _help("model instances (parallel executions)", default=1)
-    instance_kind: str = _help("KIND_CPU or KIND_GPU", default="KIND_CPU")
-    gpus: tuple[int, ...] = _help("GPU ids for KIND_GPU; empty = every GPU", default=())
-    intra_op_threads: int = _help("ONNX Runtime threads per instance; 0 = its default (all cores)", default=0)
-    version_policy: str = _help("'latest' serves the newest latest_versions versions, 'all' serves every one",
-                                default="latest")
-    latest_versions: int = _help("how many of the newest versions 'latest' serves", default=1)
+    max_batch_size: BatchSize = Field(64, description="largest batch Triton may form or accept")
+    dynamic_batching: bool = Field(True, description="let Triton merge concurrent requests into batches")
+    max_queue_delay_microseconds: Count = Field(500, description=(
+        "how long a request may wait for others to form a batch, in microseconds"))
+    preferred_batch_size: BatchSizes = Field((), description=(
+        "batch sizes the dynamic batcher aims for (each <= max_batch_size); empty = as large as possible"))
+    preserve_ordering: bool = Field(False, description="return responses in request order")
+    instance_count: BatchSize = Field(1, description="model instances (parallel executions)")
+    instance_kind: Kind = Field("KIND_CPU", description="KIND_CPU or KIND_GPU")
+    gpus: GpuIds = Field((), description="GPU ids for KIND_GPU; empty = every GPU")
+    intra_op_threads: Count = Field(0, description="ONNX Runtime threads per instance; 0 = its default (all cores)")
+    version_policy: VersionPolicy = Field("latest", description=(
+        "'latest' serves the newest latest_versions versions, 'all' serves every one"))
+    latest_versions: BatchSize = Field(1, description="how many of the newest versions 'latest' serves")
 
-    def __post_init__(self) -> None:
-        # YAML and JSON give lists; keep tuples so the config stays hashable and compares equal.
-        for name in ("preferred_batch_size", "gpus"):
-            value = getattr(self, name)
-            if isinstance(value, (list, tuple)):
-                object.__setattr__(self, name, tuple(value))
-            else:
-                raise UserError(f"{name} must be a list of integers, got {value!r}.")
-        _int_in("max_batch_size", self.max_batch_size, 1)
-        for name in ("dynamic_batching", "preserve_ordering"):
-            if not isinstance(getattr(self, name), bool):
-                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}.")
-        _int_in("max_queue_delay_microseconds", self.max_queue_delay_microseconds, 0)
+    @model_validator(mode="after")
+    def _preferred_sizes_fit_the_batch(self) -> "TritonModelConfig":
         for size in self.preferred_batch_size:
-            _int_in("each preferred_batch_size", size, 1, self.max_batch_size)
-        if len(set(self.preferred_batch_size)) != len(self.preferred_batch_size):
-            raise UserError(f"preferred_batch_size must not repeat a size, got {list(self.preferred_batch_size)}.")
+            if size > self.max_batch_size:
+                raise ValueError(f"each preferred_batch_size must be an integer in 1..{self.max_batch_size}, got "
+                                 f"{size}; raise max_batch_size or drop that size.")
+        return self
+
+    @model_validator(mode="after")
+    def _batcher_settings_need_dynamic_batching(self) -> "TritonModelConfig":
         if not self.dynamic_batching and (self.preferred_batch_size or self.preserve_ordering):
-            raise UserError("preferred_batch_size and preserve_ordering need dynamic_batching: true; "
-                            "enable it or drop them.")
-        _int_in("instance_count", self.instance_count, 1)
-        if self.instance_kind not in KINDS:
-            raise UserError(f"instance_kind must be one of {', '.join(KINDS)}, got {self.instance_kind!r}.")
-        for gpu in self.gpus:
-            _int_in("each gpu id", gpu, 0)
+            raise ValueError("preferred_batch_size and preserve_ordering need dynamic_batching: true; "
+                             "enable it or drop them.")
+        return self
+
+    @model_validator(mode="after")
+    def _gpus_need_kind_gpu(self) -> "TritonModelConfig":
         if self.gpus and self.instance_kind != "KIND_GPU":
-            raise UserError(f"gpus {list(self.gpus)} need instance_kind KIND_GPU, got {self.instance_kind}.")
-        _int_in("intra_op_threads", self.intra_op_threads, 0)
-        if self.version_policy not in VERSION_POLICIES:
-            raise UserError(f"version_policy must be 'latest' or 'all', got {self.version_policy!r}.")
-        _int_in("latest_versions", self.latest_versions, 1)
+            raise ValueError(f"gpus {list(self.gpus)} need instance_kind KIND_GPU, got {self.instance_kind}.")
+        return self
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> "TritonModelConfig":
         """From YAML/JSON, rejecting unknown keys with one sentence."""
-        return from_dict(cls, dict(values))
-
-    def replace(self, **changes: Any) -> "TritonModelConfig":
-        return dataclasses.replace(self, **changes)
+        return cls.parse(dict(values))
 
     def normalized(self) -> "TritonModelConfig":
         """As Triton completes it on load: with dynamic batching and no preferred sizes it prefers
@@ -109,12 +109,11 @@ class TritonModelConfig:
             return self.replace(preferred_batch_size=(self.max_batch_size,))
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
     @classmethod
     def from_proto(cls, mc: pb.ModelConfig) -> "TritonModelConfig":
         """Read back what Triton loaded (e.g. `client.get_model_config(name).config`) as the typed config."""
+        from tritonclient.grpc import model_config_pb2 as pb   # tritonclient.grpc takes 0.15 s to import
+
         group = mc.instance_group[0] if mc.instance_group else None
         db = mc.dynamic_batching
         policy = mc.version_policy.WhichOneof("policy_choice") or "latest"
@@ -137,6 +136,8 @@ class TritonModelConfig:
 
 def model_config_proto(name: str, backend: str, cfg: TritonModelConfig) -> pb.ModelConfig:
     """The full ModelConfig of the classifier served under `name` by `backend`."""
+    from tritonclient.grpc import model_config_pb2 as pb
+
     if backend not in BACKENDS:
         raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
     mc = pb.ModelConfig(name=name, max_batch_size=cfg.max_batch_size)
@@ -175,6 +176,8 @@ def to_json(name: str, backend: str, cfg: TritonModelConfig) -> str:
 
 def parse_pbtxt(text: str) -> pb.ModelConfig:
     """Parse config.pbtxt with the protobuf schema Triton uses; a bad file gets one sentence."""
+    from tritonclient.grpc import model_config_pb2 as pb
+
     try:
         return text_format.Parse(text, pb.ModelConfig())
     except text_format.ParseError as exc:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mnist_etc.config import TrainConfig
 from mnist_etc.data import DataSplit
-from mnist_etc.errors import UserError
 from mnist_etc.models import Networks
 from mnist_etc.privacy.accounting import privacy_report
+from mnist_etc.privacy.audit_policy import CanaryAuditConfig
 from mnist_etc.privacy.canary.bound import one_run_bound
 from mnist_etc.privacy.canary.training import canary_scores, design_canaries, stage_models, train_with_canaries
 from mnist_etc.privacy.membership import roc_auc
@@ -30,30 +29,6 @@ from mnist_etc.privacy.membership import roc_auc
 DESIGN = ("gradient canaries: one weight of the autoencoder and one of the classifier head per canary, gradient "
           "norm C x batch size with a random sign, clipped like any example in private stages; scored by how far "
           "those weights moved (white-box, final weights)")
-
-
-@dataclass(frozen=True)
-class CanaryAuditConfig:
-    canaries: int = 1000        # m
-    inclusion: float = 0.5      # probability that each canary is in the training set
-    confidence: float = 0.95    # of the lower bound
-    seed: int = 0               # which canaries are in, their weights and signs
-
-    def __post_init__(self) -> None:
-        if isinstance(self.canaries, bool) or not isinstance(self.canaries, int) or self.canaries < 2:
-            raise UserError(f"canaries must be an integer >= 2, got {self.canaries!r}.")
-        for name in ("inclusion", "confidence"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-                raise UserError(f"{name} must be a number strictly between 0 and 1, got {v!r}.")
-        if self.inclusion != 0.5:
-            raise UserError(f"inclusion must be 0.5: the one-run bound (Steinke et al. 2023, Theorem 3) is proved "
-                            f"for canaries included with probability 1/2, got {self.inclusion!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"seed must be an integer >= 0, got {self.seed!r}.")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def run_canary_audit(cfg: TrainConfig, split: DataSplit, audit: CanaryAuditConfig, progress: bool = True,
