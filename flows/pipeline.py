@@ -25,6 +25,7 @@ from flows.export import export
 from flows.sweep import sweep
 from mnist_etc.benchmark.grid import BenchmarkOverrides, BenchmarkSpec
 from mnist_etc.benchmark.run import RunOptions
+from mnist_etc.markdown_images import inline_images
 from mnist_etc.pipeline_report import PIPELINE_DIR, render_summary, save_pipeline_summary
 from mnist_etc.privacy.audit_policy import AuditConfig
 from mnist_etc.sweep.space import SearchSpace
@@ -101,7 +102,8 @@ def pipeline(space: str | SearchSpace = "search_spaces/smoke.yaml",
                                 {"pareto.png": swept["files"].get("pareto_png"),
                                  "throughput_vs_p99.png": bench["files"].get("plot"),
                                  "heatmap.png": bench["files"].get("heatmap"), "audit_grid.png": audit_grid})
-    create_markdown_artifact(key="pipeline-summary", markdown=markdown, description=f"Pipeline {run}: {out}")
+    create_markdown_artifact(key="pipeline-summary", markdown=inline_images(markdown, out),
+                             description=f"Pipeline {run}: {out}")
     print(markdown)
     print(f"summary and plots: {out}/summary.md")
     if isinstance(failure, AuditFailed):

@@ -11,15 +11,18 @@ Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10
 """
 from __future__ import annotations
 
+import csv
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from mnist_etc.artifact_keys import artifact_key
+from mnist_etc.markdown_images import inline_images
 from mnist_etc.sweep import SweepOptions, run_sweep
 from mnist_etc.sweep.space import SearchSpace, load_search_space
 from tasks.trials import PrefectTrialRunner, make_task_runner
@@ -75,8 +78,12 @@ def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | N
     logger = get_run_logger()
     with _workers_share_temporary_server(task_runner), make_task_runner(task_runner, search.parallelism) as runner:
         summary = run_sweep(search, options, PrefectTrialRunner(runner), log=logger.info)
-    create_markdown_artifact(markdown=summary.markdown, key=artifact_key("sweep", search.study),
+    study_dir = Path(summary.files["summary_md"]).parent
+    create_markdown_artifact(markdown=inline_images(summary.markdown, study_dir), key=artifact_key("sweep", search.study),
                              description=f"Sweep {search.study}: Pareto front, winner and report files.")
+    with open(summary.files["trials_csv"], newline="") as f:
+        create_table_artifact(table=list(csv.DictReader(f)), key=artifact_key("sweep", search.study, "trials"),
+                              description=f"Sweep {search.study}: every trial (state, objectives, epsilon, params).")
     result = summary.to_dict()
     result.pop("markdown")
     return result

@@ -26,7 +26,7 @@ from mnist_etc.atomic import staged_dir, write_json_atomic
 from mnist_etc.data import DataSplit, load_split
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
-from mnist_etc.tensor_spec import DEFAULT_OPSET, IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME, check_opset
+from mnist_etc.tensor_spec import DEFAULT_OPSET, IMAGE_SHAPE, INPUT_NAME, N_CLASSES, OUTPUT_NAME, check_opset
 from mnist_etc.tf_quiet import tf
 
 FORMAT_VERSION = 1
@@ -174,6 +174,31 @@ def export_onnx(stored: StoredModel, out_dir: Path, split: DataSplit | None = No
         (tmp / "model.onnx").write_bytes(data)
         write_json_atomic(tmp / "export.json", record)
     return ExportResult(out_dir, out_dir / "model.onnx", record, seconds)
+
+
+def save_mlflow_onnx_model(stored: StoredModel, path: Path, opset: int = DEFAULT_OPSET,
+                           source: dict[str, Any] | None = None) -> ExportResult:
+    """The classifier as an MLflow model directory at `path`: the `onnx` flavour (and `python_function`, so
+    `mlflow.pyfunc.load_model(...).predict(images)["logits"]` and `mlflow models serve` work) with its signature,
+    input `input` float32 [-1, 28, 28, 1] -> `logits` float32 [-1, 10]. The ONNX is the one `export_onnx` makes
+    and checks for parity with TensorFlow; its export.json goes beside MLmodel."""
+    import tempfile
+
+    import mlflow.onnx
+    import onnx
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    with tempfile.TemporaryDirectory(prefix="mnist-etc-mlflow-onnx-") as tmp:
+        result = export_onnx(stored, Path(tmp) / "export", opset=opset, source=source)
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *IMAGE_SHAPE), INPUT_NAME)]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), OUTPUT_NAME)]))
+        mlflow.onnx.save_model(onnx.load(str(result.onnx_path)), str(path), signature=signature,
+                               metadata={"mnist_etc.onnx_sha256": result.record["onnx"]["sha256"],
+                                         "mnist_etc.source_model": str(stored.path.resolve())})
+        write_json_atomic(Path(path) / "export.json", result.record)
+    return ExportResult(Path(path), Path(path) / "model.onnx", result.record, result.seconds)
 
 
 def log_export_to_mlflow(result: ExportResult, run_id: str, tracking_uri: str | None = None,

@@ -15,7 +15,7 @@ from typing import Any
 
 from mnist_etc.atomic import staged_dir
 from mnist_etc.errors import UserError
-from mnist_etc.tracking_uri import default_tracking_uri
+from mnist_etc.mlflow_layout import KERAS_SOURCE_TAG, default_tracking_uri
 
 SWEEPS_DIR = Path("artifacts/sweeps")
 RUN_ID_KEYS = ("mlflow_run_id", "run_id")
@@ -112,7 +112,9 @@ def source_from_mlflow(uri: str, tracking_uri: str | None, download_dir: Path) -
             else:
                 name, _, number = ref.partition("/")
                 version = client.get_model_version(name, number)
-            run_id, artifact_uri = version.run_id, version.source
+            # A champion registered as an ONNX model names the Keras model it was exported from (a run artifact).
+            keras = (version.tags or {}).get(KERAS_SOURCE_TAG)
+            run_id, artifact_uri = version.run_id, f"runs:/{version.run_id}/{keras}" if keras else version.source
         # One directory per run, published whole: it becomes the export's recorded source model_dir.
         with staged_dir(Path(download_dir) / f"run-{run_id}") as tmp:
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

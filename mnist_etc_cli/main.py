@@ -29,7 +29,17 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    from mnist_etc.stop_request import request_stop
+
+    request_stop("SIGTERM")   # remembered, in case the exception below is swallowed by the code it lands in
     raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    from mnist_etc.stop_request import request_stop
+
+    request_stop("SIGINT")
+    raise KeyboardInterrupt()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,22 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    from mnist_etc.stop_request import clear_stop, stop_requested
+
+    clear_stop()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, _on_sigint)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"mnist-etc {args.verb}: error: {exc}", file=sys.stderr)
         return 2
-    except Terminated:
-        print(f"mnist-etc {args.verb}: terminated (SIGTERM); finished artifacts are kept, partial ones removed.",
-              file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or stop_requested() == "SIGTERM":   # one that surfaced late still is
+            print(f"mnist-etc {args.verb}: terminated (SIGTERM); finished artifacts are kept, partial ones "
+                  f"removed.", file=sys.stderr)
+            return 143
         print(f"mnist-etc {args.verb}: interrupted; finished artifacts are kept, partial ones removed.",
               file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 if __name__ == "__main__":

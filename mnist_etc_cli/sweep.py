@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("dashboard", help="optuna-dashboard on the sweep storage, with trial images",
                        description=(
-        "Serve optuna-dashboard on 127.0.0.1 for the study storage, with the trials' images (autoencoder "
-        "and attack reconstructions) from the Optuna artifact store. Safe to keep open during a sweep: "
+        "Serve optuna-dashboard on 127.0.0.1 for the study storage (with gunicorn, a production WSGI server), with the "
+        "trials' images (autoencoder and attack reconstructions) from the Optuna artifact store. Safe to keep open during a sweep: "
         "SQLite storage runs in WAL mode, so the dashboard's reads never block the sweep's writes."))
     d.add_argument("--storage", help=STORAGE_HELP)
     d.add_argument("--study", help="print the URL of this study's page")
@@ -101,6 +101,7 @@ def print_summary(summary: dict) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from mnist_etc.errors import UserError
     from mnist_etc.sweep import SweepOptions
+    from mnist_etc.ports import port_is_free
     from mnist_etc.sweep.storage import open_storage, sqlite_path
 
     if not 1 <= args.port <= 65535:
@@ -110,25 +111,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if db is not None and not db.exists():  # opening it would create an empty one
         raise UserError(f"no study storage at {options.storage_label} yet; run 'mnist-etc sweep' first or pass "
                         f"--storage.")
-    storage = open_storage(options.storage_url)
+    if not port_is_free(args.port):
+        raise UserError(f"port {args.port} on 127.0.0.1 is in use; pass --port with a free one "
+                        f"(for example --port {args.port + 1}).")
     url = f"http://127.0.0.1:{args.port}/dashboard/"
     if args.study:
+        storage = open_storage(options.storage_url)
         try:
             url += f"studies/{storage.get_study_id_from_name(args.study)}"
         except KeyError:
             raise UserError(f"study {args.study!r} is not in {options.storage_label}; omit --study to list "
                             f"all studies.") from None
-    from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import run_server
+    from mnist_etc.sweep.dashboard import serve_dashboard
 
-    options.optuna_artifacts.mkdir(parents=True, exist_ok=True)
-    print(f"optuna-dashboard for {options.storage_label} at {url} (Ctrl-C stops it)", flush=True)
-    try:
-        run_server(storage, host="127.0.0.1", port=args.port,
-                   artifact_store=FileSystemArtifactStore(str(options.optuna_artifacts)))
-    except OSError as exc:
-        raise UserError(f"cannot serve on 127.0.0.1:{args.port} ({exc.strerror or exc}); pass another --port.") \
-            from None
+    print(f"optuna-dashboard (gunicorn) for {options.storage_label} at {url} (Ctrl-C stops it)", flush=True)
+    serve_dashboard(options.storage_url, options.optuna_artifacts, args.port)
     return 0
 
 
@@ -139,7 +136,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from mnist_etc.errors import UserError
     from mnist_etc.ports import port_is_free
     from mnist_etc.sweep.storage import sqlite_path
-    from mnist_etc.tracking_uri import default_tracking_uri
+    from mnist_etc.mlflow_layout import default_tracking_uri
 
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be in 1..65535, got {args.port}.")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mnist_etc.markdown_images import inline_images
 from mnist_etc.privacy.audit import AuditConfig, judge, previous_audit, run_audit
 from mnist_etc.privacy.audit_report import render_markdown, save_audit
 from mnist_etc.privacy.canary import describe, run_canary_audit
@@ -59,9 +60,11 @@ def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir:
     # audit) still knows where the report and images are.
     rec["report_dir"] = str(Path(audits_dir) / out_name)
     out = save_audit(rec, Path(audits_dir) / out_name)
-    create_markdown_artifact(key="privacy-audit", markdown=render_markdown(
-        rec, grid_name=str((out / "grid.png").resolve()), roc_name=str((out / "roc.png").resolve())),
-        description=f"Privacy audit of {lineage}")
+    create_markdown_artifact(key="privacy-audit", markdown=inline_images(render_markdown(rec), out),
+                             description=f"Privacy audit of {lineage}")
+    create_table_artifact(key="privacy-audit-tests", description=f"Privacy audit of {lineage}: each test",
+                          table=[{"test": t["name"], "passed": t["passed"], "figure": str(t["figure"]),
+                                  "bound": t["bound"], "explanation": t["explanation"]} for t in rec["verdict"]["tests"]])
     rec["mlflow_run_id"] = _log_to_mlflow(rec, out, tracking_uri)
     return rec
 
@@ -70,7 +73,7 @@ def _log_to_mlflow(rec: dict[str, Any], out: Path, tracking_uri: str | None) -> 
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from mnist_etc.tracking_uri import default_tracking_uri
+    from mnist_etc.mlflow_layout import default_tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
     exp = client.get_experiment_by_name("privacy-audit")

@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
@@ -80,7 +81,7 @@ def states(study) -> list[str]:
 
 
 @pytest.mark.slow
-def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_path):
+def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_path, monkeypatch):
     from mlflow import MlflowClient
     from optuna.artifacts import get_all_artifact_meta
     from prefect import get_client
@@ -88,7 +89,7 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
 
     from flows.sweep import sweep
     from mnist_etc.model_store import load_model
-    from mnist_etc.tracking_uri import default_tracking_uri
+    from mnist_etc.mlflow_layout import default_tracking_uri
 
     space = write_space(tmp_path, "e2e", trials=3, parallelism=2)
     result = sweep(space=str(space), artifacts=str(sweep_root))
@@ -135,6 +136,32 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     version = client.get_model_version_by_alias(winner["mlflow"]["registered_model"], "champion")
     assert version.version == winner["mlflow"]["version"] and version.run_id == winner["mlflow"]["run_id"]
     assert load_model(winner["model_dir"]).config.hid_dim == winner["params"]["hid_dim"]
+    # The champion is a real MLflow model: onnx flavour with its signature, loadable by pyfunc, and its logits
+    # are ONNX Runtime's (and TensorFlow's) on real test digits; the Keras source stays the run's model/.
+    import mlflow.artifacts
+    import mlflow.models
+    import mlflow.pyfunc
+    import onnxruntime
+
+    from mnist_etc.data import load_split
+
+    uri = f"models:/{winner['mlflow']['registered_model']}@champion"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", default_tracking_uri(sweep_root))   # restored after the test
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", default_tracking_uri(sweep_root))
+    info = mlflow.models.get_model_info(uri)
+    assert {"onnx", "python_function"} <= set(info.flavors)
+    sig = info.signature.to_dict()
+    assert json.loads(sig["inputs"]) == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 28, 28, 1]},
+                                          "name": "input"}]
+    assert json.loads(sig["outputs"])[0]["tensor-spec"] == {"dtype": "float32", "shape": [-1, 10]}
+    stored = load_model(winner["model_dir"])
+    x = load_split(stored.data_config).x_test[:64]
+    logits = mlflow.pyfunc.load_model(uri).predict(x)["logits"]
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "champion"))
+    ort = onnxruntime.InferenceSession(str(Path(local) / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.array_equal(logits, ort.run(["logits"], {"input": x})[0])
+    assert np.abs(logits - stored.networks.full_model()(x).numpy()).max() <= 1e-4
+    assert version.tags["mnist_etc.keras_source"] == "model"
     assert (study_dir / "pareto.png").stat().st_size > 10_000
     assert len((study_dir / "trials.csv").read_text().strip().splitlines()) == 4
 

@@ -36,7 +36,7 @@ from mnist_etc.benchmark.session import BenchmarkSession, ServerDown
 from mnist_etc.benchmark.strategy import Point, make_strategy, plan_configs
 from mnist_etc.config import Settings
 from mnist_etc.errors import UserError
-from mnist_etc.tracking_uri import default_tracking_uri
+from mnist_etc.mlflow_layout import default_tracking_uri
 from mnist_etc.triton.model_config import PYTHON
 from mnist_etc.triton.repository import list_models, versions
 

@@ -26,8 +26,9 @@ from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, writ
 from mnist_etc.sweep.runner import TrialRunner
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
                                    settle_unfinished, study_lock)
+from mnist_etc.stop_request import check_stop
 from mnist_etc.sweep.tracking import SweepTracker
-from mnist_etc.tracking_uri import default_tracking_uri
+from mnist_etc.mlflow_layout import default_tracking_uri
 from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, cached_split, trial_dir
 from mnist_etc.sweep.winner import Choice, candidates, choose_winner
 
@@ -147,10 +148,12 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
     distributions = space.distributions()
     ran, trial_seconds = 0, []
     while (remaining := space.trials - count_finished(study)) > 0:
+        check_stop()   # a stop whose exception some library swallowed mid-trial takes effect here
         batch = _ask_batch(study, space, options, tracker, parent_run, distributions,
                            min(space.parallelism, remaining))
         try:
             results = runner.run_batch([spec for _, spec in batch])
+            check_stop()
         except BaseException:
             # Ctrl-C or a cancelled flow: settle what we can now; the next start settles the rest.
             settle_unfinished(study, [t for t, _ in batch], study_dir, space.stale_trial_retries, art_store,
@@ -263,7 +266,7 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
     run_id = w.user_attrs.get("mlflow_run_id")
     registered, version = None, None
     try:
-        registered, version = tracker.register_champion(space.study, run_id)
+        registered, version = tracker.register_champion(space.study, run_id, w.user_attrs["model_dir"])
     except Exception as exc:  # e.g. the winner was tracked in another MLflow store by an earlier run
         log(f"could not register trial {w.number} in the MLflow model registry "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); winner.json is written without it.")

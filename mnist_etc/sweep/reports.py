@@ -124,6 +124,9 @@ def summary_markdown(study: str, storage_label: str, counts: dict[str, int], can
                   f"{leakage_metric} {best_acc.leakage:.4f}, epsilon {fmt_eps(best_acc.epsilon)})",
                   f"- lowest {leakage_metric}: **{low_leak.leakage:.4f}** (trial {low_leak.number}, "
                   f"{accuracy_metric} {low_leak.accuracy:.4f}, epsilon {fmt_eps(low_leak.epsilon)})", ""]
+        if files.get("pareto_png"):
+            lines += [f"![Pareto front: {accuracy_metric} vs {leakage_metric}, epsilon in colour]"
+                      f"({Path(files['pareto_png']).name})", ""]
         lines += ["## Pareto front", "", f"| trial | {accuracy_metric} | {leakage_metric} | epsilon | params |",
                   "|---|---|---|---|---|"]
         for c in pareto_front(cands):

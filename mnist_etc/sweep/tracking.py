@@ -10,14 +10,16 @@ Browse it with: mnist-etc ui (the MLflow UI on 127.0.0.1:5000 for artifacts/mlfl
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mnist_etc.errors import UserError
+from mnist_etc.mlflow_layout import CHAMPION_ALIAS, KERAS_ARTIFACT, KERAS_SOURCE_TAG, ONNX_ARTIFACT
 
 EXPERIMENT = "mnist-etc-sweeps"
-CHAMPION_ALIAS = "champion"
+
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
 
@@ -141,24 +143,35 @@ class SweepTracker:
 
     # --------------------------------------------------------------------------------- registry
 
-    def register_champion(self, study: str, run_id: str) -> tuple[str, int]:
-        """Register the winning trial's model (its `model/` artifacts) and point alias `champion` at it.
+    def register_champion(self, study: str, run_id: str, model_dir: str | Path) -> tuple[str, int]:
+        """Register the winning trial as an MLflow model and point alias `champion` at it.
 
-        The same winner on a rerun reuses its version instead of adding one."""
+        The version is the ONNX classifier with the `onnx` flavour and a signature (logged to the trial's run
+        as `onnx_model/`); the Keras model it was exported from stays the run's `model/` artifact, named by
+        the version's tag `mnist_etc.keras_source`. The same winner on a rerun reuses its version."""
         name = registered_model_name(study)
         client = self.client
         try:
             client.get_registered_model(name)
         except Exception:
-            client.create_registered_model(name, description=f"Winner of the mnist-etc sweep of study {study}: "
-                                                             f"a model directory loadable with "
-                                                             f"mnist_etc.model_store.load_model.")
-        existing = [v for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+            client.create_registered_model(name, description=(
+                f"Winner of the mnist-etc sweep of study {study}: the ONNX classifier (onnx flavour; input "
+                f"float32 [-1, 28, 28, 1], output logits [-1, 10]); the Keras model it was exported from is its "
+                f"run's '{KERAS_ARTIFACT}' artifact (mnist_etc.model_store.load_model)."))
+        existing = [v for v in client.search_model_versions(f"name='{name}'")
+                    if v.run_id == run_id and (v.tags or {}).get(KERAS_SOURCE_TAG)]
         if existing:
             version = max(int(v.version) for v in existing)
         else:
-            source = f"{client.get_run(run_id).info.artifact_uri}/model"
-            version = int(client.create_model_version(name, source=source, run_id=run_id,
-                                                      tags={"optuna.study": study}).version)
+            from mnist_etc.export import save_mlflow_onnx_model
+            from mnist_etc.model_store import load_model
+
+            with tempfile.TemporaryDirectory(prefix="mnist-etc-champion-") as tmp:
+                save_mlflow_onnx_model(load_model(model_dir), Path(tmp) / ONNX_ARTIFACT,
+                                       source={"kind": "sweep", "study": study, "mlflow_run_id": run_id})
+                client.log_artifacts(run_id, str(Path(tmp) / ONNX_ARTIFACT), ONNX_ARTIFACT)
+            source = f"{client.get_run(run_id).info.artifact_uri}/{ONNX_ARTIFACT}"
+            version = int(client.create_model_version(name, source=source, run_id=run_id, tags={
+                "optuna.study": study, KERAS_SOURCE_TAG: KERAS_ARTIFACT}).version)
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         return name, version

@@ -46,8 +46,13 @@ def test_a_signalled_sweep_settles_its_running_trial(tmp_path, sig, code, said):
                 break
         else:
             pytest.fail("no trial was running within 180 s")
+        # Into the running trial's training: its staging folder gets config.json once TensorFlow is imported
+        # (a first import in a fresh environment takes many seconds and is no place to test a stop).
+        while time.time() < deadline and not list((root / "sweeps" / "signalled").glob(".trial-*.partial-*/config.json")):
+            assert proc.poll() is None, "the sweep ended before the signal"
+            time.sleep(0.2)
         finished = {t.number: t.datetime_complete for t in study.get_trials() if t.state.name == "COMPLETE"}
-        time.sleep(3)   # into the running trial's training
+        time.sleep(1.5)
         t0 = time.time()
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=60)
@@ -63,3 +68,29 @@ def test_a_signalled_sweep_settles_its_running_trial(tmp_path, sig, code, said):
     assert {t.number: t.datetime_complete for t in trials if t.state.name == "COMPLETE"} == finished  # none yet
     assert [t.state.name for t in trials].count("WAITING") == 1   # the retry of the stopped trial
     assert "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_a_stop_whose_exception_was_swallowed_takes_effect_at_the_next_trial(tmp_path):
+    """The signal handler's exception can land in code that catches it (a library import, a callback): the
+    stop it asked for is remembered, and the sweep stops after the trial, keeping that trial's result."""
+    from mnist_etc.stop_request import clear_stop, request_stop
+    from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
+    from mnist_etc.sweep.space import load_search_space
+    from tests.test_sweep import study_of
+
+    class SwallowingRunner(LocalRunner):
+        def run_batch(self, specs):
+            results = super().run_batch(specs)
+            request_stop("SIGTERM")      # as if the handler ran and its exception was swallowed mid-trial
+            return results
+
+    root = tmp_path / "artifacts"
+    space = load_search_space(write_space(tmp_path, "swallowed", trials=3))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(space, SweepOptions.build(artifacts=root), SwallowingRunner(1), log=lambda s: None)
+    finally:
+        clear_stop()
+    states = [t.state.name for t in study_of("swallowed", root).trials]
+    assert states == ["COMPLETE"], states     # the finished trial was told, nothing else was started
