@@ -163,6 +163,10 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     assert np.abs(logits - stored.networks.full_model()(x).numpy()).max() <= 1e-4
     assert version.tags["mnist_etc.keras_source"] == "model"
     assert (study_dir / "pareto.png").stat().st_size > 10_000
+    summary_md = (study_dir / "summary.md").read_text()
+    assert "![Pareto front" in summary_md and "(pareto.png)" in summary_md
+    assert f"http://127.0.0.1:8080/dashboard/studies/{study._study_id})" in summary_md
+    assert f"/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id})" in summary_md
     assert len((study_dir / "trials.csv").read_text().strip().splitlines()) == 4
 
     # Prefect: one task run per trial, and the summary artifact.
@@ -171,7 +175,9 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
         assert sorted(r.name for r in runs) == ["e2e-trial-0", "e2e-trial-1", "e2e-trial-2"]
         assert all(r.state.is_completed() for r in runs)
         arts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sweep-e2e"])))
-        assert arts and "Pareto front" in arts[0].data
+        assert arts and "Pareto front" in arts[0].data and "](data:image/png;base64," in arts[0].data
+        (table,) = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sweep-e2e-trials"])))
+        assert table.type == "table" and len(json.loads(table.data)) == 3
 
     # Rerunning continues the study: nothing repeated, one more trial when more are asked for (this time
     # on the process-pool task runner, whose worker must report to the same Prefect API).

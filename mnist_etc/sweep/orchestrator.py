@@ -22,7 +22,7 @@ from mnist_etc.config import TrainConfig
 from mnist_etc.errors import UserError
 from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep import storage as storage_mod
-from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, write_csv
+from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, ui_links, write_csv
 from mnist_etc.sweep.runner import TrialRunner
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
                                    settle_unfinished, study_lock)
@@ -237,9 +237,11 @@ def _finish(study: Any, space: SearchSpace, options: SweepOptions, tracker: Swee
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
     wall = time.perf_counter() - t_start
     mlflow_info = winner["mlflow"] if winner else None
+    links = ui_links(study._study_id, tracker.experiment_id, parent_run,
+                     mlflow_info.get("registered_model") if mlflow_info else None)
     md = summary_markdown(space.study, options.storage_label, counts, cands, choice, space.accuracy_metric,
                           space.leakage_metric, dict(files, summary_md=str(study_dir / "summary.md")), wall,
-                          mlflow_info)
+                          mlflow_info, links)
     write_text_atomic(study_dir / "summary.md", md)
     files["summary_md"] = str(study_dir / "summary.md")
     best = max(cands, key=lambda c: c.accuracy) if cands else None

@@ -111,9 +111,24 @@ def pareto_plot(path: Path, cands: list[Candidate], choice: Choice, study: str, 
     return path
 
 
+DASHBOARD_URL = "http://127.0.0.1:8080"   # `mnist-etc dashboard` (default port)
+MLFLOW_UI_URL = "http://127.0.0.1:5000"   # `mnist-etc ui` (default port)
+
+
+def ui_links(study_id: int, experiment_id: str, parent_run_id: str, registered_model: str | None) -> dict[str, str]:
+    """Where a sweep is seen in the UIs, at their default addresses on this machine."""
+    links = {"Optuna dashboard: the study (`mnist-etc dashboard`)": f"{DASHBOARD_URL}/dashboard/studies/{study_id}",
+             "MLflow UI: the sweep's run and its trial runs (`mnist-etc ui`)":
+                 f"{MLFLOW_UI_URL}/#/experiments/{experiment_id}/runs/{parent_run_id}"}
+    if registered_model:
+        links["MLflow UI: the registered champion"] = f"{MLFLOW_UI_URL}/#/models/{registered_model}"
+    return links
+
+
 def summary_markdown(study: str, storage_label: str, counts: dict[str, int], cands: list[Candidate],
                      choice: Choice, accuracy_metric: str, leakage_metric: str, files: dict[str, str],
-                     wall_seconds: float, mlflow: dict[str, Any] | None = None) -> str:
+                     wall_seconds: float, mlflow: dict[str, Any] | None = None,
+                     links: dict[str, str] | None = None) -> str:
     lines = [f"# Sweep `{study}`", "",
              f"Storage `{storage_label}`; {wall_seconds:.1f} s this run. Trials: "
              + ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) + ".", ""]
@@ -146,6 +161,8 @@ def summary_markdown(study: str, storage_label: str, counts: dict[str, int], can
     if choice.winner is not None and mlflow:
         lines += [f"Registered in MLflow as `{mlflow.get('registered_model')}` version "
                   f"{mlflow.get('version')} with alias `champion`.", ""]
+    if links:
+        lines += ["## Open in", ""] + [f"- [{label}]({url})" for label, url in links.items()] + [""]
     if files:
         lines += ["## Files", ""] + [f"- {k}: `{v}`" for k, v in files.items()] + [""]
     return "\n".join(lines)
