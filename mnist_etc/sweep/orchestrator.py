@@ -252,6 +252,9 @@ def _finish(study: Any, space: SearchSpace, options: SweepOptions, tracker: Swee
                                        f"lowest_{space.leakage_metric}": low.leakage if low else math.nan},
                           [Path(f) for f in files.values()])
     log(f"{choice.reason[0].upper()}{choice.reason[1:]}")
+    if tracker.missing:
+        log(f"MLflow tracking is incomplete: {len(tracker.missing)} call(s) failed (the store was down?); the "
+            f"trials and their results are in the study and under {study_dir}; winner.json lists what is missing.")
     log(f"reports: {', '.join(files.values())}")
     return SweepSummary(space.study, options.storage_label, space.trials, counts, ran, settled,
                         best.accuracy if best else None, low.leakage if low else None, winner, files, wall,
@@ -269,9 +272,11 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
     registered, version = None, None
     try:
         registered, version = tracker.register_champion(space.study, run_id, w.user_attrs["model_dir"])
-    except Exception as exc:  # e.g. the winner was tracked in another MLflow store by an earlier run
-        log(f"could not register trial {w.number} in the MLflow model registry "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); winner.json is written without it.")
+    except Exception as exc:  # the store is down, or the winner was tracked in another MLflow store earlier
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        tracker.missing.append(f"registration of the champion: {reason}")
+        log(f"could not register trial {w.number} in the MLflow model registry ({reason}); winner.json is "
+            f"written without it.")
     record = {
         "study": space.study,
         "trial": w.number,
@@ -286,7 +291,8 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
         "policy": space.winner.to_dict(),
         "storage": options.storage_label,
         "mlflow": {"tracking_uri": options.mlflow_uri, "run_id": run_id, "registered_model": registered,
-                   "version": version, "alias": "champion" if version else None},
+                   "version": version, "alias": "champion" if version else None,
+                   "missing": list(tracker.missing)},   # what the store did not take (it was down): [] = all
         "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(path, record)

@@ -9,7 +9,10 @@ Browse it with: mnist-etc ui (the MLflow UI on 127.0.0.1:5000 for artifacts/mlfl
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +24,8 @@ from mnist_etc.mlflow_layout import CHAMPION_ALIAS, KERAS_ARTIFACT, KERAS_SOURCE
 EXPERIMENT = "mnist-etc-sweeps"
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+HTTP_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
 def registered_model_name(study: str) -> str:
@@ -39,13 +44,39 @@ def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _not_fatal(what: str) -> Any:
+    """A tracking call that must not end the sweep when the store is down: trials still train and are told to
+    Optuna; the failure is printed, remembered in `missing`, and the call returns None."""
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: "SweepTracker", *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:  # MlflowException, connection refused, timeouts, SQLite locked
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                self.missing.append(f"{what}: {reason}")
+                print(f"MLflow tracking failed ({what}); the sweep goes on without it: {reason}", file=sys.stderr)
+                return None
+
+        return call
+
+    return wrap
+
+
 class SweepTracker:
     """The MLflow side of one sweep; every call names its run explicitly (no fluent global state), so
     trial threads and the orchestrator can log at the same time."""
 
     def __init__(self, tracking_uri: str, artifacts: Path | None = None):
+        if tracking_uri.startswith(("http://", "https://")):
+            # MLflow's own default waits minutes per call on a dead server (7 retries, backoff 2, 120 s timeout);
+            # a sweep would stall on every trial. The user's settings win.
+            for name, value in HTTP_PATIENCE.items():
+                os.environ.setdefault(name, value)
         from mlflow import MlflowClient
 
+        self.missing: list[str] = []   # what could not be tracked (the store was down): winner.json says so
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         try:
@@ -97,6 +128,7 @@ class SweepTracker:
         for i in range(0, len(items), 100):  # MLflow's per-batch limit
             self.client.log_batch(run_id, params=items[i:i + 100])
 
+    @_not_fatal("start of a trial run")
     def start_trial_run(self, parent_id: str, study: str, number: int, train: dict[str, Any],
                         params: dict[str, Any]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}",
@@ -105,7 +137,10 @@ class SweepTracker:
         self.log_params(run.info.run_id, {**train, **{f"searched.{k}": v for k, v in params.items()}})
         return run.info.run_id
 
-    def finish_trial_run(self, run_id: str, outcome: Any, trial_dir: Path) -> None:
+    @_not_fatal("a trial's metrics and artifacts")
+    def finish_trial_run(self, run_id: str | None, outcome: Any, trial_dir: Path) -> None:
+        if run_id is None:
+            return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -123,13 +158,14 @@ class SweepTracker:
             self.client.log_artifacts(run_id, str(trial_dir))
         self.client.set_terminated(run_id, "FINISHED")
 
-    def fail_trial_run(self, run_id: str, error: str, status: str = "FAILED") -> None:
-        try:
-            self.client.set_tag(run_id, "error", error[:5000])
-            self.client.set_terminated(run_id, status)
-        except Exception:  # the run may be gone (another tracking store); the trial's FAIL is what matters
-            pass
+    @_not_fatal("a failed trial's run")
+    def fail_trial_run(self, run_id: str | None, error: str, status: str = "FAILED") -> None:
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, status)
 
+    @_not_fatal("the sweep run's summary and files")
     def finish_parent(self, run_id: str, summary: dict[str, Any], files: list[Path]) -> None:
         from mlflow.entities import Metric
 
