@@ -3,13 +3,12 @@ repository's prefect.yaml, a worker, and `prefect deployment run 'privacy-audit/
 
 A tiny sweep (search_spaces/audit.yaml) and export into a temporary directory give the audit a champion
 registered in MLflow and served by the embedded Triton; every path is passed as a deployment parameter,
-so nothing lands in the repository's own artifacts/.
+so nothing lands in the repository's own artifacts/. The stack is the session's one (`stack` in
+tests/conftest.py), shared with the browser tests.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-spec = importlib.util.spec_from_file_location("local_stack", REPO / "deployments" / "local_stack.py")
-local_stack = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local_stack)
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +38,6 @@ def champion(tmp_path_factory):
                 "--repository", str(root / "repo"), "--mlflow-tracking-uri", mlflow_uri])
     assert done.returncode == 0, done.stderr[-3000:]
     return {"root": root, "mlflow_uri": mlflow_uri, "uri": f"models:/{winner['mlflow']['registered_model']}@champion"}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    stack_dir = tmp_path_factory.mktemp("stack")
-    state = local_stack.up(stack_dir, local_stack.free_port(), None)
-    env = dict(os.environ, PREFECT_API_URL=state["api_url"], PREFECT_HOME=state["prefect_home"])
-    yield {"dir": stack_dir, "state": state, "env": env}
-    pgids = local_stack.down(stack_dir)
-    assert pgids and not any(local_stack.alive(p) for p in pgids), "the stack left processes behind"
 
 
 def audit_params(champion: dict, canary: dict | None = None, **policy) -> str:

@@ -1,0 +1,63 @@
+"""`mnist-etc ui` (the MLflow UI) in a browser, on the session's sweep: runs, metrics, the registered champion."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import BIN, http_json
+
+pytestmark = pytest.mark.slow
+
+
+def test_mlflow_ui_shows_the_sweep_runs_and_the_champion_with_its_signature(world, serve, page, screenshot):
+    base = serve([BIN / "mnist-etc", "ui", "--artifacts", world["root"]], "/health")
+    model = world["winner"]["mlflow"]["registered_model"]
+    assert model == "mnist-etc-audit"
+    exp_id = http_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=mnist-etc-sweeps"
+                       )["experiment"]["experiment_id"]
+
+    # The champion's model version: alias `champion` and the ONNX signature (input and logits tensors).
+    page.goto(f"{base}/#/models/{model}/versions/{world['winner']['mlflow']['version']}")
+    expect(page.get_by_text(re.compile(r"^@?\s*champion$")).first).to_be_visible(timeout=30_000)
+    schema = page.get_by_text("Schema", exact=True).first
+    expect(schema).to_be_visible()
+    page.get_by_text("Inputs (1)").click()
+    page.get_by_text("Outputs (1)").click()
+    expect(page.get_by_text("Tensor (dtype: float32, shape: [-1,28,28,1])")).to_be_visible()
+    expect(page.get_by_text("Tensor (dtype: float32, shape: [-1,10])")).to_be_visible()
+    expect(page.get_by_text("logits", exact=False).first).to_be_visible()
+
+    # The experiment's runs (the "Model training" view; MLflow 3 opens experiments in its GenAI view by
+    # default): the sweep's parent run, its two trial runs nested under it, and their objectives as columns.
+    page.goto(f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
+    parent = page.get_by_text("sweep-audit", exact=True).first
+    expect(parent).to_be_visible(timeout=30_000)
+    assistant = page.get_by_role("button", name="Close")   # the MLflow Assistant side panel hides the table
+    if assistant.count():
+        assistant.first.click()
+    page.get_by_role("button", name="Columns").click()
+    columns = page.get_by_role("dialog").first
+    for name in ("val_accuracy", "excess_cosine", "Dataset", "Source", "Models"):   # metrics on, empty columns off
+        columns.get_by_text(name, exact=True).click()
+    page.keyboard.press("Escape")
+    page.locator("[row-index='0'] [col-id='attributes.`Run Name`'] button").first.click()   # expand the parent
+    for trial in ("trial-0", "trial-1"):
+        expect(page.get_by_text(trial, exact=True).first).to_be_visible(timeout=15_000)
+    rows = page.locator(".ag-center-cols-container [role=row]")
+    expect(rows).to_have_count(3)
+    names = page.locator(".ag-pinned-left-cols-container [role=row]").all_inner_texts()
+    assert [n for n in ("sweep-audit", "trial-1", "trial-0") if any(n in r for r in names)] == \
+        ["sweep-audit", "trial-1", "trial-0"], names
+    header = page.locator("[role=columnheader]").all_inner_texts()
+    assert "val_accuracy" in header and "excess_cosine" in header, header
+    runs = http_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id],
+                                                             "filter": "tags.`mnist_etc.kind` = 'trial'"})["runs"]
+    assert len(runs) == 2, runs
+    cells = rows.all_inner_texts()
+    for run in runs:   # each trial's objectives, as logged, in the table
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        for key in ("val_accuracy", "excess_cosine"):
+            assert any(repr(metrics[key]) in c for c in cells), (key, metrics[key], cells)
+    screenshot(page, "mlflow-ui")
