@@ -505,11 +505,25 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
             dash.kill()
 
 
-def test_dashboard_refuses_a_missing_storage(tmp_path, capsys):
+def test_dashboard_refuses_a_missing_storage_a_missing_study_and_a_busy_port(tmp_path, capsys):
+    import socket
+
+    from mnist_etc.sweep import SweepOptions
+    from mnist_etc.sweep.storage import open_storage
     from mnist_etc_cli.main import main
 
     assert main(["dashboard", "--artifacts", str(tmp_path / "none")]) == 2
     assert "no study storage" in capsys.readouterr().err
+    open_storage(SweepOptions.build(artifacts=tmp_path).storage_url)
+    assert main(["dashboard", "--artifacts", str(tmp_path), "--study", "nope", "--port", str(free_ports(1)[0])]) == 2
+    assert "study 'nope' is not in" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["dashboard", "--artifacts", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use; pass --port with a free one" in err and "Traceback" not in err
 
 
 def test_mlflow_ui_refuses_a_missing_store_and_a_busy_port(tmp_path, capsys):
