@@ -4,7 +4,11 @@ tests/browser/."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ TINY_DATA = DataConfig(train_size=1500)
 TINY_TRAIN = TrainConfig(hid_dim=16, ae_epochs=5, clf_epochs=10, batch_size=32)
 
 REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 _spec = importlib.util.spec_from_file_location("local_stack", REPO / "deployments" / "local_stack.py")
 local_stack = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(local_stack)
@@ -63,3 +68,32 @@ def pytest_collection_modifyitems(session, config, items):
     stack's server and worker then run only while they are needed, not beside the rest of the suite."""
     items[:] = ([i for i in items if "stack" not in getattr(i, "fixturenames", ())]
                 + [i for i in items if "stack" in getattr(i, "fixturenames", ())])
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 10) -> dict | list:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+# --------------------------------------------------------------------------------------------- the world
+
+@pytest.fixture(scope="session")
+def world(stack, tmp_path_factory) -> dict:
+    """A 2-trial sweep of search_spaces/audit.yaml run through the session's Prefect server: Optuna storage
+    and artifact store, MLflow store (parent run, nested trial runs, registered champion) and a finished
+    Prefect flow run with its markdown and table artifacts, all under one temporary --artifacts root."""
+    root = tmp_path_factory.mktemp("browser-world")
+    done = subprocess.run([str(BIN / "mnist-etc"), "sweep", "--space", "search_spaces/audit.yaml", "--trials", "2",
+                           "--artifacts", str(root)], cwd=REPO, env=stack["env"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    winner = json.loads((root / "sweeps" / "audit" / "winner.json").read_text())
+    api = stack["state"]["api_url"]
+    runs = http_json(f"{api}/flow_runs/filter", {"flows": {"name": {"any_": ["sweep"]}},
+                                                  "flow_runs": {"name": {"any_": ["sweep-audit"]}},
+                                                  "sort": "START_TIME_DESC", "limit": 1})
+    assert runs and runs[0]["state_type"] == "COMPLETED", runs
+    return {"root": root, "study": "audit", "winner": winner, "flow_run_id": runs[0]["id"],
+            "ui_url": stack["ui_url"], "api_url": api}

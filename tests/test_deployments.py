@@ -1,9 +1,10 @@
 """The day-to-day path, for real: a Prefect server, the process work pool, `prefect deploy --all` of the
 repository's prefect.yaml, a worker, and `prefect deployment run 'privacy-audit/nightly' --watch`.
 
-A tiny sweep (search_spaces/audit.yaml) and export into a temporary directory give the audit a champion
-registered in MLflow and served by the embedded Triton; every path is passed as a deployment parameter,
-so nothing lands in the repository's own artifacts/. The stack is the session's one (`stack` in
+The session world (a tiny sweep of search_spaces/audit.yaml run through the stack, tests/conftest.py) and an
+export into its temporary directory give the audit a champion registered in MLflow and served by the
+embedded Triton; every path is passed as a deployment parameter, so nothing lands in the repository's own
+artifacts/. The stack is the session's one (`stack` in
 tests/conftest.py), shared with the browser tests.
 """
 from __future__ import annotations
@@ -26,18 +27,15 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600)
 
 
 @pytest.fixture(scope="module")
-def champion(tmp_path_factory):
-    """A registered champion and its Triton version, made by the real CLI."""
-    root = tmp_path_factory.mktemp("audit-world")
+def champion(world):
+    """The session world's registered champion (a sweep run through the stack) and its Triton version, made by
+    the real CLI."""
+    root = world["root"]
     mlflow_uri = f"sqlite:///{root / 'mlflow.db'}"
-    done = run([str(BIN / "mnist-etc"), "sweep", "--space", "search_spaces/audit.yaml", "--trials", "1",
-                "--no-prefect", "--artifacts", str(root), "--mlflow-uri", mlflow_uri])   # one trial: a champion
-    assert done.returncode == 0, done.stderr[-3000:]
-    winner = json.loads((root / "sweeps" / "audit" / "winner.json").read_text())
     done = run([str(BIN / "mnist-etc"), "export", "--winner", str(root / "sweeps" / "audit" / "winner.json"),
                 "--repository", str(root / "repo"), "--mlflow-tracking-uri", mlflow_uri])
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"root": root, "mlflow_uri": mlflow_uri, "uri": f"models:/{winner['mlflow']['registered_model']}@champion"}
+    return {"root": root, "mlflow_uri": mlflow_uri, "uri": f"models:/{world['winner']['mlflow']['registered_model']}@champion"}
 
 
 def audit_params(champion: dict, canary: dict | None = None, **policy) -> str:

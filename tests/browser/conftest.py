@@ -1,6 +1,6 @@
 """The three web UIs users look at, opened in headless Chromium (Debian's `chromium`, driven by Playwright).
 
-One world for all of them, made once per session: the session's Prefect stack (tests/conftest.py `stack`) and
+One world for all of them, made once per session (tests/conftest.py `world`): the session's Prefect stack and
 a tiny sweep run through it (`mnist-etc sweep`, search_spaces/audit.yaml, 2 trials), which feeds the Optuna
 storage, the MLflow store and a Prefect flow run with artifacts. Each test starts its own UI server on a free
 127.0.0.1 port (`serve`) and stops it by process group at teardown.
@@ -29,40 +29,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from mnist_etc.ports import free_ports
+from tests.conftest import http_json  # noqa: F401  (the browser tests' modules import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VIEWPORT = {"width": 1280, "height": 800}
 SCREENSHOTS_ENV = "MNIST_ETC_SCREENSHOTS"
-
-
-def http_json(url: str, body: dict | None = None, timeout: float = 10) -> dict | list:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
-# --------------------------------------------------------------------------------------------- the world
-
-@pytest.fixture(scope="session")
-def world(stack, tmp_path_factory) -> dict:
-    """A 2-trial sweep of search_spaces/audit.yaml run through the session's Prefect server: Optuna storage
-    and artifact store, MLflow store (parent run, nested trial runs, registered champion) and a finished
-    Prefect flow run with its markdown and table artifacts, all under one temporary --artifacts root."""
-    root = tmp_path_factory.mktemp("browser-world")
-    done = subprocess.run([str(BIN / "mnist-etc"), "sweep", "--space", "search_spaces/audit.yaml", "--trials", "2",
-                           "--artifacts", str(root)], cwd=REPO, env=stack["env"], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    winner = json.loads((root / "sweeps" / "audit" / "winner.json").read_text())
-    api = stack["state"]["api_url"]
-    runs = http_json(f"{api}/flow_runs/filter", {"flows": {"name": {"any_": ["sweep"]}},
-                                                  "flow_runs": {"name": {"any_": ["sweep-audit"]}},
-                                                  "sort": "START_TIME_DESC", "limit": 1})
-    assert runs and runs[0]["state_type"] == "COMPLETED", runs
-    return {"root": root, "study": "audit", "winner": winner, "flow_run_id": runs[0]["id"],
-            "ui_url": stack["ui_url"], "api_url": api}
 
 
 # ------------------------------------------------------------------------------------------- the servers
