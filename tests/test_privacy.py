@@ -1,6 +1,5 @@
 """Epsilon of the mechanism that trains: accounting checked against independent dp_accounting computations,
 and the DP-SGD step checked for the properties the accounting assumes (sensitivity, sampling, normalisation)."""
-import dataclasses
 import math
 
 import dp_accounting

@@ -505,9 +505,22 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
             dash.kill()
 
 
-def test_dashboard_refuses_a_missing_storage_a_missing_study_and_a_busy_port(tmp_path, capsys):
+def assert_busy_port_refused(argv: list[str], capsys) -> None:
+    """`mnist-etc <argv> --port P` with P held by another socket: exit 2 and one sentence naming the port."""
     import socket
 
+    from mnist_etc_cli.main import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([*argv, "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use; pass --port with a free one" in err and "Traceback" not in err
+
+
+def test_dashboard_refuses_a_missing_storage_a_missing_study_and_a_busy_port(tmp_path, capsys):
     from mnist_etc.sweep import SweepOptions
     from mnist_etc.sweep.storage import open_storage
     from mnist_etc_cli.main import main
@@ -517,18 +530,10 @@ def test_dashboard_refuses_a_missing_storage_a_missing_study_and_a_busy_port(tmp
     open_storage(SweepOptions.build(artifacts=tmp_path).storage_url)
     assert main(["dashboard", "--artifacts", str(tmp_path), "--study", "nope", "--port", str(free_ports(1)[0])]) == 2
     assert "study 'nope' is not in" in capsys.readouterr().err
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert main(["dashboard", "--artifacts", str(tmp_path), "--port", str(port)]) == 2
-    err = capsys.readouterr().err
-    assert f"port {port} on 127.0.0.1 is in use; pass --port with a free one" in err and "Traceback" not in err
+    assert_busy_port_refused(["dashboard", "--artifacts", str(tmp_path)], capsys)
 
 
 def test_mlflow_ui_refuses_a_missing_store_and_a_busy_port(tmp_path, capsys):
-    import socket
-
     from mlflow import MlflowClient
 
     from mnist_etc_cli.main import main
@@ -536,13 +541,7 @@ def test_mlflow_ui_refuses_a_missing_store_and_a_busy_port(tmp_path, capsys):
     assert main(["ui", "--artifacts", str(tmp_path / "none")]) == 2
     assert "no MLflow store at" in capsys.readouterr().err
     MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("x")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert main(["ui", "--artifacts", str(tmp_path), "--port", str(port)]) == 2
-    err = capsys.readouterr().err
-    assert f"port {port} on 127.0.0.1 is in use; pass --port with a free one" in err and "Traceback" not in err
+    assert_busy_port_refused(["ui", "--artifacts", str(tmp_path)], capsys)
 
 
 @pytest.mark.slow

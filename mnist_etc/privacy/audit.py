@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from mnist_etc.config import AttackConfig
 from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel

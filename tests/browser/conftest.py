@@ -13,7 +13,6 @@ when that variable names a folder (relative to the repository): the README's scr
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mnist_etc.ports import free_ports
-from tests.conftest import http_json  # noqa: F401  (the browser tests' modules import it from here)
+from tests.conftest import http_json, local_stack  # noqa: F401  (http_json: the browser tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -38,14 +37,6 @@ SCREENSHOTS_ENV = "MNIST_ETC_SCREENSHOTS"
 
 
 # ------------------------------------------------------------------------------------------- the servers
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
 
 def stop_server(proc: subprocess.Popen, grace: float = 40.0) -> list[str]:
     """SIGINT to the server's process group (Ctrl-C, what a user does), then SIGKILL what is left; returns
@@ -61,7 +52,7 @@ def stop_server(proc: subprocess.Popen, grace: float = 40.0) -> list[str]:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             proc.poll()  # reap the leader: a zombie leader keeps the group "alive"
-            if not _group_alive(proc.pid):
+            if not local_stack.alive(proc.pid):
                 if not problems and time.monotonic() - started > 10:
                     warnings.warn(f"{' '.join(map(str, proc.args[:2]))} took {time.monotonic() - started:.0f} s "
                                   f"to stop on SIGINT")
