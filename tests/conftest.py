@@ -28,6 +28,17 @@ _spec.loader.exec_module(local_stack)
 
 
 @pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server (its test harness) for every in-process flow test of the session: a server
+    start costs 15-30 s on 2 cores, so it is paid once."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machine: no telemetry
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
 def tiny_split():
     from mnist_etc.data import load_split
 
@@ -97,3 +108,38 @@ def world(stack, tmp_path_factory) -> dict:
     assert runs and runs[0]["state_type"] == "COMPLETED", runs
     return {"root": root, "study": "audit", "winner": winner, "flow_run_id": runs[0]["id"],
             "ui_url": stack["ui_url"], "api_url": api}
+
+
+@pytest.fixture(scope="session")
+def champion(world) -> dict:
+    """The session world's registered champion exported into the world's Triton repository by the real CLI."""
+    root = world["root"]
+    mlflow_uri = f"sqlite:///{root / 'mlflow.db'}"
+    done = subprocess.run([str(BIN / "mnist-etc"), "export", "--winner", str(root / "sweeps" / "audit" / "winner.json"),
+                           "--repository", str(root / "repo"), "--mlflow-tracking-uri", mlflow_uri],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"root": root, "mlflow_uri": mlflow_uri,
+            "uri": f"models:/{world['winner']['mlflow']['registered_model']}@champion"}
+
+
+def audit_params(champion: dict, canary: dict | None = None, **policy) -> str:
+    """The nightly deployment's parameters: the audit policy is one nested mapping, validated by Prefect."""
+    root = champion["root"]
+    policy = {"attack": {"victims": 50, "n_iter": 2, "n_samples": 32, "n_best": 8}, "membership_samples": 50,
+              **policy, **({"canary": canary} if canary else {})}
+    return json.dumps({"champion": champion["uri"], "mlflow_tracking_uri": champion["mlflow_uri"],
+                       "repository": str(root / "repo"), "audits_dir": str(root / "audits"), "policy": policy})
+
+
+@pytest.fixture(scope="session")
+def nightly_audit(stack, champion) -> dict:
+    """One `prefect deployment run 'privacy-audit/nightly' --watch` of the champion through the stack's worker
+    (a passing policy, the canary audit asked for): its CLI output, its report and its MLflow run, for the
+    deployment test that judges the run and the browser test that opens its images in the MLflow UI."""
+    done = subprocess.run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
+                           "--params", audit_params(champion, allow_non_private=True, leakage_bound=1.0,
+                                                    canary_audit=True, canary={"canaries": 200})],
+                          cwd=REPO, env=stack["env"], capture_output=True, text=True, timeout=900)
+    reports = sorted((champion["root"] / "audits").glob("*/audit.json"))
+    return {"done": done, "report": reports[-1] if reports else None, "champion": champion}

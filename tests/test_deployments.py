@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import audit_params
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -24,27 +26,6 @@ pytestmark = pytest.mark.slow
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def champion(world):
-    """The session world's registered champion (a sweep run through the stack) and its Triton version, made by
-    the real CLI."""
-    root = world["root"]
-    mlflow_uri = f"sqlite:///{root / 'mlflow.db'}"
-    done = run([str(BIN / "mnist-etc"), "export", "--winner", str(root / "sweeps" / "audit" / "winner.json"),
-                "--repository", str(root / "repo"), "--mlflow-tracking-uri", mlflow_uri])
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {"root": root, "mlflow_uri": mlflow_uri, "uri": f"models:/{world['winner']['mlflow']['registered_model']}@champion"}
-
-
-def audit_params(champion: dict, canary: dict | None = None, **policy) -> str:
-    """The nightly deployment's parameters: the audit policy is one nested mapping, validated by Prefect."""
-    root = champion["root"]
-    policy = {"attack": {"victims": 50, "n_iter": 2, "n_samples": 32, "n_best": 8}, "membership_samples": 50,
-              **policy, **({"canary": canary} if canary else {})}
-    return json.dumps({"champion": champion["uri"], "mlflow_tracking_uri": champion["mlflow_uri"],
-                       "repository": str(root / "repo"), "audits_dir": str(root / "audits"), "policy": policy})
 
 
 def test_all_deployments_exist_and_the_audit_is_scheduled_nightly(stack):
@@ -81,15 +62,12 @@ def test_a_bad_policy_is_refused_before_any_flow_run(stack):
     assert audit_runs() == before
 
 
-def test_nightly_audit_runs_through_the_worker(stack, champion):
-    done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
-                "--params", audit_params(champion, allow_non_private=True, leakage_bound=1.0, canary_audit=True,
-                                         canary={"canaries": 200})], stack["env"], timeout=900)
+def test_nightly_audit_runs_through_the_worker(nightly_audit):
+    done = nightly_audit["done"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Completed" in done.stdout
-    reports = sorted((champion["root"] / "audits").glob("*/audit.json"))
-    assert reports, "the audit wrote no report"
-    rec = json.loads(reports[-1].read_text())
+    assert nightly_audit["report"], "the audit wrote no report"
+    rec = json.loads(nightly_audit["report"].read_text())
     assert rec["verdict"]["passed"] and rec["lineage"] == "mnist-etc-audit"
     # 50 members + 50 non-members x 32 candidates x 2 iterations, plus one query per public digit
     assert rec["served_attack"]["queries"] >= 100 * 32 * 2 and len(rec["verdict"]["tests"]) == 5

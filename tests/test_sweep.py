@@ -50,15 +50,6 @@ def write_space(directory: Path, study: str, trials: int = 3, parallelism: int =
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machine: no telemetry
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
-@pytest.fixture(scope="session")
 def sweep_root(tmp_path_factory) -> Path:
     """One artifacts root for the session: studies share its Optuna SQLite and MLflow stores, as a
     user's sweeps do (and MLflow's schema set-up is paid once)."""
@@ -297,7 +288,7 @@ def test_resume_after_a_real_kill(sweep_root, tmp_path):
     from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
     from mnist_etc.sweep.storage import default_storage_url, open_storage
 
-    space_path = write_space(tmp_path, "killed", trials=4)
+    space_path = write_space(tmp_path, "killed", trials=2)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "mnist_etc_cli.main", "sweep", "--space", str(space_path),
                              "--no-prefect", "--artifacts", str(sweep_root)], cwd=tmp_path, env=env,
@@ -337,7 +328,7 @@ def test_resume_after_a_real_kill(sweep_root, tmp_path):
     for n, t in before.items():  # nothing completed was lost or redone
         assert after[n].state.name == "COMPLETE" and after[n].datetime_complete == t.datetime_complete
     counted = [t for t in after.values() if t.state.name == "COMPLETE" or not t.user_attrs.get("stale")]
-    assert len(counted) == 4 and summary.counts["COMPLETE"] == 4
+    assert len(counted) == 2 and summary.counts["COMPLETE"] == 2
     for t in after.values():
         if t.user_attrs.get("stale"):
             retries = [r for r in after.values() if r.user_attrs.get("retry_of") == t.number]
@@ -473,22 +464,22 @@ def test_dashboard_reads_while_a_sweep_writes(tmp_path):
         else:
             pytest.fail("dashboard did not start: " + dash.stdout.read1().decode(errors="replace"))
         poller.start()
-        space = load_search_space(write_space(tmp_path, "watched", trials=3))
+        space = load_search_space(write_space(tmp_path, "watched", trials=2))
         summary = run_sweep(space, options, LocalRunner(1), log=lambda s: None)
         time.sleep(0.5)
         stop.set()
         poller.join(timeout=15)
-        assert summary.counts["COMPLETE"] == 3
+        assert summary.counts["COMPLETE"] == 2
         assert seen["ok"] >= 20 and not seen["errors"], seen
 
         study_id = next(s["study_id"] for s in json.loads(get("/api/studies"))["study_summaries"]
                         if s["study_name"] == "watched")
         for _ in range(60):  # the dashboard caches trial lists for a few seconds
             detail = json.loads(get(f"/api/studies/{study_id}?after=0"))
-            if [t["state"] for t in detail["trials"]] == ["Complete"] * 3:
+            if [t["state"] for t in detail["trials"]] == ["Complete"] * 2:
                 break
             time.sleep(0.5)
-        assert [t["state"] for t in detail["trials"]] == ["Complete"] * 3
+        assert [t["state"] for t in detail["trials"]] == ["Complete"] * 2
         # the objectives carry their metric names, so the dashboard does not say "Objective 0 / 1"
         assert detail["objective_names"] == ["val_accuracy", "excess_cosine"]
         trial = detail["trials"][0]
@@ -542,33 +533,6 @@ def test_mlflow_ui_refuses_a_missing_store_and_a_busy_port(tmp_path, capsys):
     assert "no MLflow store at" in capsys.readouterr().err
     MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("x")
     assert_busy_port_refused(["ui", "--artifacts", str(tmp_path)], capsys)
-
-
-@pytest.mark.slow
-def test_mlflow_ui_serves_the_project_store(tmp_path):
-    from mlflow import MlflowClient
-
-    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("mnist-etc-ui-check")
-    port = free_ports(1)[0]
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mnist-etc"), "ui", "--artifacts", str(tmp_path),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        deadline, body = time.time() + 120, ""
-        while time.time() < deadline and "mnist-etc-ui-check" not in body:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search"
-                                            f"?max_results=10", timeout=5) as r:
-                    body = r.read().decode()
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read()[-2000:]
-                time.sleep(1)
-        assert "mnist-etc-ui-check" in body
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
-            assert r.status == 200 and b"MLflow" in r.read()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 # ------------------------------------------------------------------------- study checks, winner policy

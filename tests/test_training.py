@@ -11,26 +11,38 @@ from mnist_etc.model_store import load_model, train_and_save
 from mnist_etc.training import train
 from tests.conftest import TINY_TRAIN
 
+PLAIN_TINY = TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=2, batch_size=32)
 DP_TINY = TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=2, batch_size=32, ae_noise_multiplier=1.0,
                       clf_noise_multiplier=1.0, microbatches=8, insecure_seeded_dp=True)
+
+
+@pytest.fixture(scope="module")
+def plain_tiny(tiny_split):
+    """One plain training of PLAIN_TINY, shared by the tests that only read it."""
+    return train(PLAIN_TINY, tiny_split, progress=False)
+
+
+@pytest.fixture(scope="module")
+def dp_tiny(tiny_split):
+    """One insecurely seeded DP training of DP_TINY, shared by the tests that only read it."""
+    return train(DP_TINY, tiny_split, progress=False)
 
 
 def weights_equal(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
-def test_training_is_seeded_and_reproducible(tiny_split):
-    cfg = TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=2, batch_size=32)
-    a, b = train(cfg, tiny_split, progress=False), train(cfg, tiny_split, progress=False)
+def test_training_is_seeded_and_reproducible(plain_tiny, tiny_split):
+    a, b = plain_tiny, train(PLAIN_TINY, tiny_split, progress=False)
     assert weights_equal(a.networks.encoder, b.networks.encoder)
     assert weights_equal(a.networks.classifier, b.networks.classifier)
     c = train(TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=2, batch_size=32, seed=1), tiny_split, progress=False)
     assert not weights_equal(a.networks.encoder, c.networks.encoder)
 
 
-def test_insecurely_seeded_dp_training_repeats_and_records_epsilon(tiny_split, tmp_path):
+def test_insecurely_seeded_dp_training_repeats_and_records_epsilon(dp_tiny, tiny_split, tmp_path):
     result, out = train_and_save(DP_TINY, tiny_split, tmp_path / "dp", progress=False)
-    again = train(DP_TINY, tiny_split, progress=False)
+    again = dp_tiny
     assert weights_equal(result.networks.decoder, again.networks.decoder)  # sampling and noise from `seed`
     record = json.loads((out / "model.json").read_text())
     assert 0 < record["privacy"]["epsilon"] <= record["privacy"]["epsilon_rdp"] < math.inf
@@ -50,8 +62,8 @@ def test_dp_randomness_is_secret_by_default(tiny_split):
     assert a.privacy.randomness == "secret (OS entropy)"
 
 
-def test_dp_stages_publish_no_training_statistics(tiny_split):
-    result = train(DP_TINY, tiny_split, progress=False)
+def test_dp_stages_publish_no_training_statistics(dp_tiny, tiny_split):
+    result = dp_tiny
     assert "train_accuracy" not in result.metrics and "train_reconstruction_mse" not in result.metrics
     assert {"val_accuracy", "test_accuracy", "val_reconstruction_mse"} <= set(result.metrics)
     for stage in ("autoencoder", "classifier"):
@@ -67,9 +79,8 @@ def test_delta_of_one_over_n_or_more_is_refused_before_training(tiny_split):
         train(TrainConfig(delta=1e-3, ae_noise_multiplier=1.0), tiny_split, progress=False)
 
 
-def test_dp_noise_changes_the_result(tiny_split):
-    plain = train(TrainConfig(hid_dim=8, ae_epochs=1, clf_epochs=2, batch_size=32), tiny_split, progress=False)
-    private = train(DP_TINY, tiny_split, progress=False)
+def test_dp_noise_changes_the_result(plain_tiny, dp_tiny):
+    plain, private = plain_tiny, dp_tiny
     assert not weights_equal(plain.networks.encoder, private.networks.encoder)
     assert math.isinf(plain.privacy.epsilon) and math.isfinite(private.privacy.epsilon)
 

@@ -44,20 +44,47 @@ def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+# After a tracking server failed to answer, further calls within this many seconds are skipped (and recorded as
+# missing) instead of each waiting through the HTTP retries again; the first call after it probes the server.
+UNREACHABLE_SKIP_SECONDS = 30.0
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether an exception says the tracking server did not answer (refused, reset, timed out), as opposed to
+    a request it answered with an error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return any(s in text for s in ("Max retries exceeded", "Connection refused", "Read timed out",
+                                   "Connection aborted"))
+
+
 def _not_fatal(what: str) -> Any:
     """A tracking call that must not end the sweep when the store is down: trials still train and are told to
-    Optuna; the failure is printed, remembered in `missing`, and the call returns None."""
+    Optuna; the failure is printed, remembered in `missing`, and the call returns None. While an HTTP tracking
+    server is unreachable, calls are skipped for UNREACHABLE_SKIP_SECONDS rather than each paying the retries."""
 
     def wrap(method: Any) -> Any:
         @functools.wraps(method)
         def call(self: "SweepTracker", *args: Any, **kwargs: Any) -> Any:
+            skipped = self.skip_reason()
+            if skipped:
+                self.missing.append(f"{what}: {skipped}")
+                return None
             try:
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
             except Exception as exc:  # MlflowException, connection refused, timeouts, SQLite locked
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                 self.missing.append(f"{what}: {reason}")
                 print(f"MLflow tracking failed ({what}); the sweep goes on without it: {reason}", file=sys.stderr)
+                if self.tracking_uri.startswith(("http://", "https://")) and _unreachable(exc):
+                    self._unreachable_since = time.monotonic()
                 return None
+            self._unreachable_since = None
+            return result
 
         return call
 
@@ -77,6 +104,7 @@ class SweepTracker:
         from mlflow import MlflowClient
 
         self.missing: list[str] = []   # what could not be tracked (the store was down): winner.json says so
+        self._unreachable_since: float | None = None   # monotonic time of the last unanswered HTTP call
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         try:
@@ -93,6 +121,13 @@ class SweepTracker:
         except Exception as exc:  # MlflowException, connection refused, bad URI: the user's to fix
             raise UserError(f"could not use MLflow tracking URI {tracking_uri!r} "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).") from None
+
+    def skip_reason(self) -> str | None:
+        """Why a tracking call is skipped now (the HTTP server did not answer a moment ago), or None."""
+        down = self._unreachable_since
+        if down is not None and time.monotonic() - down < UNREACHABLE_SKIP_SECONDS:
+            return f"skipped, the tracking server did not answer {time.monotonic() - down:.0f} s before"
+        return None
 
     # ------------------------------------------------------------------------------------- runs
 
@@ -185,6 +220,9 @@ class SweepTracker:
         The version is the ONNX classifier with the `onnx` flavour and a signature (logged to the trial's run
         as `onnx_model/`); the Keras model it was exported from stays the run's `model/` artifact, named by
         the version's tag `mnist_etc.keras_source`. The same winner on a rerun reuses its version."""
+        skipped = self.skip_reason()
+        if skipped:
+            raise ConnectionError(skipped)
         name = registered_model_name(study)
         client = self.client
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import urllib.request
 
 import pytest
 from playwright.sync_api import expect
@@ -61,3 +62,37 @@ def test_mlflow_ui_shows_the_sweep_runs_and_the_champion_with_its_signature(worl
         for key in ("val_accuracy", "excess_cosine"):
             assert any(repr(metrics[key]) in c for c in cells), (key, metrics[key], cells)
     screenshot(page, "mlflow-ui")
+
+
+def test_mlflow_ui_shows_an_audit_runs_report_and_images(nightly_audit, serve, page, screenshot):
+    """The nightly audit (run once per session through the stack's worker) logs its run into the world's store:
+    its verdict as a tag and metrics, and its plots as artifacts that the run page previews as images."""
+    assert nightly_audit["done"].returncode == 0, nightly_audit["done"].stdout[-3000:]
+    base = serve([BIN / "mnist-etc", "ui", "--artifacts", nightly_audit["champion"]["root"]], "/health")
+    exp_id = http_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=privacy-audit"
+                       )["experiment"]["experiment_id"]
+    runs = http_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id],
+                                                             "filter": "tags.passed = 'True'"})["runs"]
+    assert len(runs) == 1, runs
+    run_id = runs[0]["info"]["run_id"]
+    metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
+    assert metrics["audit_passed"] == 1.0 and 0 <= metrics["membership_auc"] <= 1, metrics
+
+    listed = http_json(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run_id}")["files"]
+    assert {"audit.json", "report.md", "grid.png", "roc.png"} <= {f["path"] for f in listed}, listed
+    page.goto(f"{base}/#/experiments/{exp_id}/runs/{run_id}/artifacts")
+    for name in ("grid.png", "roc.png"):   # what a user does: click the file in the run's artifact tree
+        with page.expect_response(lambda r: "get-artifact" in r.url and name in r.url, timeout=60_000) as answered:
+            page.get_by_text(name, exact=True).first.click(timeout=60_000)
+        response = answered.value
+        assert response.status == 200, (name, response.status)
+        with urllib.request.urlopen(response.url, timeout=10) as r:   # the same URL the page asked for
+            assert r.read()[:8] == b"\x89PNG\r\n\x1a\n", name
+        # the UI shows the fetched file from a blob: URL; decoded by the browser, not a broken-image icon
+        image = page.locator("img[src^='blob:']:visible").first
+        expect(image).to_be_visible(timeout=30_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=image.element_handle())
+    assistant = page.get_by_role("button", name="Close")   # the MLflow Assistant side panel
+    if assistant.count():
+        assistant.first.click()
+    screenshot(page, "mlflow-ui-audit")
