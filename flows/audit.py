@@ -76,7 +76,9 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
 
         with TritonServer(ServerConfig(Path(repository), model_control_mode="explicit",
                                        load_models=(served_model,))) as server:
-            rec = attack_served_task(stored, server.grpc_url, served_model, version, cfg)
+            # No retry: a server of our own that died does not come back, and the retry would only report
+            # that it cannot connect instead of why the server stopped.
+            rec = attack_served_task.with_options(retries=0)(stored, server.grpc_url, served_model, version, cfg)
             rec["served"]["url"] = f"embedded Triton ({server.grpc_url}, stopped after the audit)"
     rec["champion"] = uri
     if cfg.wants_canary_audit(epsilon_of(rec)):

@@ -48,7 +48,31 @@ def model_record(result: TrainResult, split: DataSplit) -> dict[str, Any]:
 
 def save_networks(nets: Networks, directory: Path) -> None:
     for part, filename in WEIGHT_FILES.items():
-        getattr(nets, part).save_weights(str(directory / filename))
+        save_weights_file(getattr(nets, part), Path(directory) / filename)
+
+
+class _WeightsImage:
+    """The one thing Keras' H5IOStore asks of a zip archive: `writestr(name, bytes)`; here it keeps the bytes."""
+
+    data = b""
+
+    def writestr(self, name: str, data: bytes) -> None:
+        self.data = data
+
+
+def save_weights_file(network: Any, path: Path) -> None:
+    """`network.save_weights(path)` (the `.weights.h5` format `load_weights` reads), built in memory and written
+    by Python. HDF5 writing to the disk itself kills the process (SIGSEGV in h5py's File.close) when a full disk
+    or a file-size limit fails its last flush: no staging directory cleaned up, no message. Built in memory, the
+    write can only fail in Python, with an OSError the publishing code handles."""
+    from keras.src.saving import saving_lib   # Keras 2.15: how its .keras archive stores model.weights.h5
+
+    image = _WeightsImage()
+    store = saving_lib.H5IOStore(Path(path).name, archive=image, mode="w")
+    saving_lib._save_state(network, weights_store=store, assets_store=None, inner_path="",
+                           visited_trackables=set())
+    store.close()
+    Path(path).write_bytes(image.data)
 
 
 def train_and_save(cfg: TrainConfig, split: DataSplit, out_dir: Path, progress: bool = True,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
 
-from mnist_etc.errors import UserError
+from mnist_etc.errors import DiskFull, UserError, is_disk_full
 
 # Modules holding verbs, in the order `--help` lists them.
 VERB_MODULES = [
@@ -42,6 +43,23 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt()
 
 
+class _NoTracebackForUserErrors(logging.Filter):
+    """Prefect logs a failed task or flow run with its traceback; for a UserError the sentence main() prints
+    says it all (stack traces are for bugs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and (isinstance(record.exc_info[1], UserError) or is_disk_full(record.exc_info[1])):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_prefect_tracebacks() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):   # Prefect's run loggers; Prefect need not be loaded
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTracebackForUserErrors) for f in logger.filters):
+            logger.addFilter(_NoTracebackForUserErrors())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mnist-etc",
@@ -60,12 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_etc.stop_request import clear_stop, stop_requested
 
     clear_stop()
+    _quiet_prefect_tracebacks()
     previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.signal(signal.SIGINT, _on_sigint)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"mnist-etc {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print(f"mnist-etc {args.verb}: error: {DiskFull.of(exc)}", file=sys.stderr)   # the machine's, not a bug
+        return 1
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated) or stop_requested() == "SIGTERM":   # one that surfaced late still is
             print(f"mnist-etc {args.verb}: terminated (SIGTERM); finished artifacts are kept, partial ones "

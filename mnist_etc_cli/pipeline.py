@@ -100,15 +100,17 @@ def policy_from_args(args: argparse.Namespace, prefix: str = "") -> Any:
         raise UserError(flag_named(str(exc), flags)) from None
 
 
-def check_champion(champion: str | None, served_model: str) -> None:
+def check_champion(champion: str | None, served_model: str, url: str | None = None) -> None:
     """What the audit flow would find wrong only after Prefect started: checked first."""
     from mnist_etc.errors import UserError
-    from mnist_etc.triton.repository import validate_model_name
+    from mnist_etc.triton.repository import DEFAULT_REPOSITORY, read_model_config, validate_model_name
 
     validate_model_name(served_model)
     if champion is not None and not champion.startswith(("models:/", "runs:/")):
         raise UserError(f"--champion {champion!r} is not accepted; give an MLflow model URI such as "
                         f"models:/mnist-etc-smoke@champion or runs:/<run id>/<path>.")
+    if url is None and (DEFAULT_REPOSITORY / served_model).is_dir():
+        read_model_config(DEFAULT_REPOSITORY, served_model)   # what the embedded server loads: corrupt or not
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -136,7 +138,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     policy = policy_from_args(args)   # before Prefect or a server starts
-    check_champion(args.champion, args.served_model)
+    check_champion(args.champion, args.served_model, args.url)
 
     from flows.audit import AuditFailed, privacy_audit
 

@@ -125,3 +125,49 @@ def test_export_record_errors(tmp_path):
         export_record(tmp_path, "m", 7)
     with pytest.raises(UserError, match="is not accepted"):
         export_record(tmp_path, "../m")
+
+
+def _pbtxt_without(text: str, field: str) -> str:
+    """The generated config with one top-level field (a line, or a block up to its closing brace) removed."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith(field):
+            skipping = line.rstrip().endswith("{")
+            continue
+        if skipping:
+            skipping = line != "}"
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+GOOD = to_pbtxt("digits", PYTHON, TritonModelConfig())
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"\xff\xfe garbage", "is not text (byte 0xff at offset 0)"),
+    (GOOD[: GOOD.index("input {") + 20].encode(), "does not parse as a Triton ModelConfig (11:9 : "),
+    (GOOD.replace('name: "digits"', 'name: "other"').encode(), "names model 'other', not 'digits'"),
+    (_pbtxt_without(GOOD, "backend").encode(), 'sets neither backend "python" nor platform "onnxruntime_onnx"'),
+    (_pbtxt_without(GOOD, "output").encode(), "does not declare the classifier's one output 'logits'"),
+    (GOOD.replace("dims: 28\n  dims: 1", "dims: 2\n  dims: 1").encode(), "one input 'input' (FP32, dims [28, 28, 1])"),
+    (b"# only the header survived\n", 'sets neither backend "python" nor platform'),
+], ids=["binary", "cut mid-string", "other name", "no backend", "no output", "wrong dims", "comments only"])
+def test_a_corrupt_config_names_the_file_and_the_model(tmp_path, content, problem):
+    add_version(tmp_path, "digits", tiny_onnx(tmp_path / "m.onnx"), {}, backends=(PYTHON,))
+    path = tmp_path / "digits" / "config.pbtxt"
+    path.write_bytes(content)
+    for read in (list_models, lambda repo: read_config(repo, "digits")):
+        with pytest.raises(UserError) as err:
+            read(tmp_path)
+        text = str(err.value)
+        assert text.startswith(f"the config of model 'digits' is corrupt: {path} ") and problem in text, text
+        assert "\n" not in text
+
+
+@pytest.mark.parametrize("backend", [PYTHON, ONNXRUNTIME])
+def test_generated_configs_pass_the_corruption_check(backend):
+    from mnist_etc.triton.model_config import served_config_problem
+
+    cfg = TritonModelConfig(max_batch_size=8, preferred_batch_size=(4,), instance_count=2, version_policy="all")
+    assert served_config_problem(parse_pbtxt(to_pbtxt("m", backend, cfg)), "m") is None

@@ -244,8 +244,10 @@ def test_model_that_fails_to_load_reports_the_log_and_leaves_no_process(tmp_path
     server = TritonServer(ServerConfig(broken, log_dir=tmp_path / "logs"))
     with pytest.raises(ServerError) as err:
         server.start()
-    text = str(err.value)
-    assert "model failed to load: 'broken' version 1" in text and "last lines of" in text
+    text = str(err.value)   # one sentence naming the model, the version and the file, and where the log is
+    onnx = broken.resolve() / "broken" / "1" / "model.onnx"
+    assert text.startswith(f"Triton could not load model 'broken' version 1 from {onnx} (ONNX Runtime: "), text
+    assert "\n" not in text and f"the server log is {server.log_path}." in text
     assert server.proc is None and not [p for p in tmp_path.glob("logs/*.log") if not p.read_text()]
 
 

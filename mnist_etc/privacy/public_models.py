@@ -96,10 +96,12 @@ def public_autoencoder(public: PublicDigits, role: Role = ATTACKER, cache_dir: P
             val_mse = float(json.loads(meta_path.read_text())["val_mse"])
         else:
             encoder, decoder, val_mse = _fit(public, role)
+            from mnist_etc.model_store import save_weights_file   # here: model_store imports the privacy package
+
             try:
                 with staged_dir(directory, replace=False) as tmp:
-                    encoder.save_weights(str(tmp / "encoder.weights.h5"))
-                    decoder.save_weights(str(tmp / "decoder.weights.h5"))
+                    save_weights_file(encoder, tmp / "encoder.weights.h5")
+                    save_weights_file(decoder, tmp / "decoder.weights.h5")
                     write_json_atomic(tmp / "meta.json", {"role": role.__dict__, "public_source": public.source,
                                                           "public_digits": len(public.y), "val_mse": val_mse,
                                                           "fingerprint": public.fingerprint()})

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from mnist_etc.atomic import write_json_atomic, write_text_atomic
 from mnist_etc.config import TrainConfig
-from mnist_etc.errors import UserError
+from mnist_etc.errors import UserError, is_disk_full
 from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep import storage as storage_mod
 from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, ui_links, write_csv
@@ -159,7 +159,10 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
             settle_unfinished(study, [t for t, _ in batch], study_dir, space.stale_trial_retries, art_store,
                               tracker, log, "was interrupted")
             raise
+        full = [(trial, result) for (trial, _), result in zip(batch, results) if is_disk_full(result)]
         for (trial, spec), result in zip(batch, results):
+            if is_disk_full(result):
+                continue   # not the trial's fault: settled below, and retried by the rerun after space is freed
             ran += 1
             if isinstance(result, TrialOutcome) and not all(math.isfinite(v) for v in result.values):
                 # Optuna would turn NaN values into FAIL on its own, with a warning nobody reads.
@@ -170,6 +173,11 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
             if isinstance(result, TrialOutcome):
                 trial_seconds.append(float(result.user_attrs.get("trial_seconds", math.nan)))
             log(line)
+        if full:
+            # Every trial after this one would fail the same way, and so would the reports: stop here.
+            settle_unfinished(study, [t for t, _ in full], study_dir, space.stale_trial_retries, art_store, tracker,
+                              log, "ran out of disk space")
+            raise full[0][1]
 
     summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, ran, settled, log)
     summary.trial_seconds = trial_seconds

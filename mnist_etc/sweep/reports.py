@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from mnist_etc.atomic import write_text_atomic
+from mnist_etc.atomic import write_file_atomic, write_text_atomic
 from mnist_etc.sweep.winner import Candidate, Choice, pareto_front
 
 # User attributes copied to the CSV, in this order, after number/state/objectives/epsilon/params.
@@ -99,15 +97,10 @@ def pareto_plot(path: Path, cands: list[Candidate], choice: Choice, study: str, 
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        write_file_atomic(path, fig.savefig)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

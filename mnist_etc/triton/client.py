@@ -4,7 +4,8 @@
     >>> logits = client.infer(images)                                # images float32 [N, 28, 28, 1]
 
 Every failure a user can cause (server unreachable, model or version not ready, wrong image shape, batch
-size too large) is a `UserError` with one sentence; Triton's own refusals are passed on in its words.
+size too large) is a `UserError` with one sentence; Triton's own refusals are passed on in its words. A server
+that goes away mid-run (killed, crashed) is a `ServerStopped`, so a caller can tell it from a refusal.
 """
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ def _message(exc: Exception) -> str:
     return " ".join(str(text).split())[:300]
 
 
+# gRPC statuses of a server that is gone or hung (connection refused, socket closed, no answer in time), as
+# opposed to one that answers with a refusal.
+GONE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+
+
+class ServerStopped(UserError):
+    """The server stopped answering in the middle of a run. `what` says which server and what it was doing, so
+    the owner of an embedded server can say why it stopped (see `TritonServer.__exit__`)."""
+
+    def __init__(self, what: str, reason: str, advice: str):
+        super().__init__(f"{what} ({reason}); {advice}")
+        self.what = what
+
+
 class ClassifierClient:
     """One served model (and version) on one Triton server, over gRPC."""
 
@@ -52,13 +67,28 @@ class ClassifierClient:
         if not ready:
             raise UserError(f"the Triton server at {url!r} is not ready (a model may still be loading).")
         self.version = self._resolve_version(version)
-        config = self.client.get_model_config(model, str(self.version), client_timeout=timeout_s).config
+        try:
+            config = self.client.get_model_config(model, str(self.version), client_timeout=timeout_s).config
+        except self._error as exc:
+            raise self._stopped(exc) if self._gone(exc) else UserError(
+                f"Triton at {url} refused to give the config of {model!r} v{self.version}: {_message(exc)}") from None
         self.max_batch_size = int(config.max_batch_size)
+
+    def _gone(self, exc: Exception) -> bool:
+        return callable(getattr(exc, "status", None)) and exc.status() in GONE
+
+    def _stopped(self, exc: Exception) -> ServerStopped:
+        serving = f"{self.model!r}" + (f" v{self.version}" if getattr(self, "version", None) else "")
+        return ServerStopped(f"the Triton server at {self.url} stopped answering while serving {serving}",
+                             _message(exc), f"check that it still runs ('mnist-etc serve --url {self.url}' lists "
+                                            f"its models), then retry.")
 
     def _resolve_version(self, version: int | None) -> int:
         try:
             meta = self.client.get_model_metadata(self.model, client_timeout=self.timeout_s)
         except self._error as exc:
+            if self._gone(exc):
+                raise self._stopped(exc) from None
             names = [m.name for m in self.client.get_model_repository_index().models if m.state == "READY"]
             raise UserError(f"model {self.model!r} is not ready on {self.url} ({_message(exc)}); ready models: "
                             f"{', '.join(names) or 'none'}.") from None
@@ -90,6 +120,8 @@ class ClassifierClient:
                                        outputs=[self._grpc.InferRequestedOutput(OUTPUT_NAME)],
                                        client_timeout=self.timeout_s)
         except self._error as exc:
+            if self._gone(exc):
+                raise self._stopped(exc) from None
             raise UserError(f"Triton at {self.url} refused a request to {self.model!r} v{self.version}: "
                             f"{_message(exc)}") from None
         return result.as_numpy(OUTPUT_NAME)

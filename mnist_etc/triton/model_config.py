@@ -174,6 +174,14 @@ def to_json(name: str, backend: str, cfg: TritonModelConfig) -> str:
     return json_format.MessageToJson(model_config_proto(name, backend, cfg), preserving_proto_field_name=True)
 
 
+class PbtxtError(UserError):
+    """Text that Triton's ModelConfig schema cannot parse; `detail` is the parser's words (line:column: what)."""
+
+    def __init__(self, detail: str):
+        super().__init__(f"config.pbtxt does not parse as a Triton ModelConfig ({detail}).")
+        self.detail = detail
+
+
 def parse_pbtxt(text: str) -> pb.ModelConfig:
     """Parse config.pbtxt with the protobuf schema Triton uses; a bad file gets one sentence."""
     from tritonclient.grpc import model_config_pb2 as pb
@@ -181,4 +189,25 @@ def parse_pbtxt(text: str) -> pb.ModelConfig:
     try:
         return text_format.Parse(text, pb.ModelConfig())
     except text_format.ParseError as exc:
-        raise UserError(f"config.pbtxt does not parse as a Triton ModelConfig ({exc}).") from None
+        raise PbtxtError(str(exc)) from None
+
+
+def served_config_problem(mc: pb.ModelConfig, name: str) -> str | None:
+    """What keeps a parsed config from serving the classifier as model `name`, or None when nothing does.
+
+    Parsing proves little: a file cut short (a full disk, a killed copy) still parses when the cut falls
+    between fields, having lost its backend or a tensor, and Triton then loads something else or refuses
+    with a message about backends."""
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    if mc.name and mc.name != name:
+        return f"names model {mc.name!r}, not {name!r} (its directory)"
+    if mc.backend not in BACKENDS and mc.platform != "onnxruntime_onnx":
+        return 'sets neither backend "python" nor platform "onnxruntime_onnx"'
+    if mc.max_batch_size < 1:
+        return f"sets max_batch_size {mc.max_batch_size}, not an integer >= 1"
+    for kind, tensors, tensor, dims in (("input", mc.input, INPUT_NAME, IMAGE_SHAPE),
+                                        ("output", mc.output, OUTPUT_NAME, (N_CLASSES,))):
+        if [(t.name, tuple(t.dims), t.data_type) for t in tensors] != [(tensor, tuple(dims), pb.TYPE_FP32)]:
+            return f"does not declare the classifier's one {kind} {tensor!r} (FP32, dims {list(dims)})"
+    return None

@@ -15,16 +15,20 @@ into a hidden staging directory, then renamed) or not at all; Triton ignores non
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic, write_text_atomic
 from mnist_etc.errors import UserError
 from mnist_etc.names import validate_name
-from mnist_etc.triton.model_config import (BACKENDS, ONNXRUNTIME, PYTHON, TritonModelConfig, parse_pbtxt,
-                                           to_pbtxt)
+from mnist_etc.triton.model_config import (BACKENDS, ONNXRUNTIME, PYTHON, PbtxtError, TritonModelConfig,
+                                           parse_pbtxt, served_config_problem, to_pbtxt)
+
+if TYPE_CHECKING:
+    from tritonclient.grpc import model_config_pb2 as pb
 
 DEFAULT_REPOSITORY = Path("triton/model_repository")
 DEFAULT_MODEL_NAME = "mnist_etc"
@@ -58,16 +62,41 @@ def versions(repository: Path, served: str) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def list_models(repository: Path) -> dict[str, str]:
-    """Served model name -> backend, for every model directory with a readable config.pbtxt."""
+def model_names(repository: Path) -> list[str]:
+    """Every model directory of the repository that has a config.pbtxt (not read: see `read_model_config`)."""
     if not Path(repository).is_dir():
         raise UserError(f"model repository {str(repository)!r} does not exist; run 'mnist-etc export' first or "
                         f"pass --repository DIR.")
+    return sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt"))
+
+
+def list_models(repository: Path) -> dict[str, str]:
+    """Served model name -> backend, for every model directory with a config.pbtxt; a corrupt one is an error
+    naming it (it must not silently drop out of what a server loads)."""
     out = {}
-    for cfg_path in sorted(Path(repository).glob("*/config.pbtxt")):
-        mc = parse_pbtxt(cfg_path.read_text())
-        out[cfg_path.parent.name] = PYTHON if mc.backend == PYTHON else ONNXRUNTIME
+    for name in model_names(repository):
+        mc = read_model_config(repository, name)
+        out[name] = PYTHON if mc.backend == PYTHON else ONNXRUNTIME
     return out
+
+
+def read_model_config(repository: Path, served: str) -> pb.ModelConfig:
+    """`<served>/config.pbtxt` as the ModelConfig protobuf Triton reads, checked to serve the classifier; a
+    corrupt file is one sentence naming the file and the model."""
+    path = Path(repository) / validate_model_name(served) / "config.pbtxt"
+    if not path.is_file():
+        raise UserError(f"no model {served!r} in repository {str(repository)!r} ({path} not found).")
+    try:
+        mc = parse_pbtxt(path.read_text(encoding="utf-8"))
+        problem = served_config_problem(mc, served)
+    except UnicodeDecodeError as exc:
+        problem = f"is not text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+    except PbtxtError as exc:
+        problem = f"does not parse as a Triton ModelConfig ({exc.detail})"
+    if problem:
+        raise UserError(f"the config of model {served!r} is corrupt: {path} {problem}; re-export the model "
+                        f"('mnist-etc export') to write a sound one.")
+    return mc
 
 
 def write_config(repository: Path, model: str, backend: str, cfg: TritonModelConfig) -> Path:
@@ -79,10 +108,7 @@ def write_config(repository: Path, model: str, backend: str, cfg: TritonModelCon
 
 
 def read_config(repository: Path, served: str) -> TritonModelConfig:
-    path = Path(repository) / validate_model_name(served) / "config.pbtxt"
-    if not path.is_file():
-        raise UserError(f"no model {served!r} in repository {str(repository)!r} ({path} not found).")
-    return TritonModelConfig.from_proto(parse_pbtxt(path.read_text()))
+    return TritonModelConfig.from_proto(read_model_config(repository, served))
 
 
 @dataclass(frozen=True)
@@ -108,22 +134,46 @@ def add_version(repository: Path, model: str, onnx_file: Path, record: dict[str,
     names = {b: served_name(model, b) for b in backends}
     if not Path(onnx_file).is_file():
         raise UserError(f"ONNX file {str(onnx_file)!r} does not exist.")
-    for _ in range(20):
-        version = max([v for n in names.values() for v in versions(repository, n)], default=0) + 1
-        try:
-            for backend, name in names.items():
-                _publish_version_dir(repository / name / str(version), backend, onnx_file,
-                                     {**record, "triton": {"model": name, "backend": backend, "version": version,
-                                                           "config": cfg.to_dict()}})
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise RuntimeError(f"could not claim a free version number for {model!r} in {repository}")
-    # The config goes in after the versions, so Triton never sees a model directory without a version.
-    for backend in backends:
-        write_config(repository, model, backend, cfg)
+    published: list[Path] = []   # this export's version directories: withdrawn together if any step fails
+    try:
+        for _ in range(20):
+            version = max([v for n in names.values() for v in versions(repository, n)], default=0) + 1
+            try:
+                for backend, name in names.items():
+                    _publish_version_dir(repository / name / str(version), backend, onnx_file,
+                                         {**record, "triton": {"model": name, "backend": backend, "version": version,
+                                                               "config": cfg.to_dict()}})
+                    published.append(repository / name / str(version))
+                break
+            except FileExistsError:
+                _withdraw(published)
+                continue
+        else:
+            raise RuntimeError(f"could not claim a free version number for {model!r} in {repository}")
+        # The config goes in after the versions, so Triton never sees a model directory without a version.
+        for backend in backends:
+            write_config(repository, model, backend, cfg)
+    except BaseException:
+        # One variant without its twin (a full disk after the first copy) must not stay published.
+        _withdraw(published)
+        raise
     return PublishedVersion(model, version, {b: repository / n for b, n in names.items()}, repository)
+
+
+def _withdraw(version_dirs: list[Path]) -> None:
+    """Remove version directories this export published (renamed aside first, so a polling server never reads
+    half a directory), and a model directory left with neither versions nor a config."""
+    for final in version_dirs:
+        aside = final.parent / f".{final.name}.withdrawn"
+        try:
+            os.replace(final, aside)
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(aside, ignore_errors=True)
+        model_dir = final.parent
+        if not (model_dir / "config.pbtxt").exists() and not any(p.name.isdigit() for p in model_dir.iterdir()):
+            shutil.rmtree(model_dir, ignore_errors=True)
+    version_dirs.clear()
 
 
 def _publish_version_dir(final: Path, backend: str, onnx_file: Path, record: dict[str, Any]) -> None:

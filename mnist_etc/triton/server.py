@@ -5,14 +5,20 @@
     # on exit the whole process group (server and its Python stubs) is gone
 
 HTTP, gRPC and metrics bind 127.0.0.1 only. Ports are the ones given or free ones. The server log goes to
-`artifacts/triton/logs/`. A port in use or a model that fails to load ends start-up with a `ServerError`
-carrying the last log lines. `model_control_mode="explicit"` starts with only `load_models` loaded, so a
-client can load and unload models (with config overrides) at run time, as the benchmark does.
+`artifacts/triton/logs/`. `model_control_mode="explicit"` starts with only `load_models` loaded, so a client
+can load and unload models (with config overrides) at run time, as the benchmark does.
+
+Failures: each config.pbtxt the server will load is read first, so a corrupt one is named before Triton
+starts; a model version Triton fails to load (a corrupt model.onnx) ends start-up with a `ServerError` of one
+sentence naming the model, the version and the file; a port in use or any other start-up failure carries the
+last log lines. A `ServerStopped` raised by a client inside the `with` block (the server went away mid-run)
+leaves it saying how the server ended.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +32,8 @@ from pathlib import Path
 
 from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports, port_is_free
-from mnist_etc.triton.repository import DEFAULT_REPOSITORY, list_models, validate_model_name
+from mnist_etc.triton.client import ServerStopped
+from mnist_etc.triton.repository import DEFAULT_REPOSITORY, model_names, read_model_config, validate_model_name
 from mnist_etc.triton.runtime_env import prepare_backend_dir, tritonserver_binary, tritonserver_env
 
 HOST = "127.0.0.1"
@@ -99,19 +106,32 @@ class TritonServer:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        code = None
+        if isinstance(exc, ServerStopped) and self.proc is not None:
+            try:   # a killed server closes its sockets a moment before it is gone
+                code = self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass   # alive but not answering (hung): the client's sentence stands
         self.stop()
+        if code is not None:
+            # The client only saw the server go away; its owner can say how it ended.
+            raise ServerStopped(exc.what, f"tritonserver {exit_description(code)}",
+                                f"its log is {self.log_path}.") from None
 
     def start(self) -> "TritonServer":
         repo = Path(self.cfg.model_repository)
         if not repo.is_dir():
             raise UserError(f"model repository {str(repo)!r} does not exist; run 'mnist-etc export' first or pass "
                             f"--repository DIR.")
-        available = list_models(repo)
+        available = model_names(repo)
         for name in self.cfg.load_models:
             if name not in available:
                 raise UserError(f"model {name!r} is not in repository {str(repo)!r}; available: "
                                 f"{', '.join(available) or 'none (run mnist-etc export)'}.")
+        # Triton reports a corrupt config only in its log, and a truncated one may even load as something else.
+        for name in self.cfg.load_models if self.cfg.model_control_mode == "explicit" else available:
+            read_model_config(repo, name)
         wanted = {"http": self.cfg.http_port, "grpc": self.cfg.grpc_port, "metrics": self.cfg.metrics_port}
         for kind, port in wanted.items():
             if port and not port_is_free(port):
@@ -168,8 +188,9 @@ class TritonServer:
         while True:
             code = self.proc.poll()
             if code is not None:
-                raise ServerError(f"tritonserver exited with code {code} during start-up: {self._diagnosis()}\n"
-                                  f"last lines of {self.log_path}:\n{self.log_tail()}")
+                raise self._load_failure() or ServerError(
+                    f"tritonserver exited with code {code} during start-up: {self._diagnosis()}\n"
+                    f"last lines of {self.log_path}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     # Still alive: a server that lost its port to another one must not pass for ready.
@@ -178,16 +199,28 @@ class TritonServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.perf_counter() - start > self.cfg.startup_timeout:
-                raise ServerError(f"tritonserver was not ready after {self.cfg.startup_timeout:g} s "
-                                  f"({self._diagnosis()}); last lines of {self.log_path}:\n{self.log_tail()}")
+                raise self._load_failure() or ServerError(
+                    f"tritonserver was not ready after {self.cfg.startup_timeout:g} s ({self._diagnosis()}); "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}")
             time.sleep(0.1)
 
+    def _log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def _load_failure(self) -> ServerError | None:
+        """One sentence when a model version failed to load (and nothing the diagnosis knows better)."""
+        text = self._log_text()
+        if "already in use" in text or ONNXRUNTIME_MISSING in text:
+            return None
+        failed = describe_load_failure(text, Path(self.cfg.model_repository).resolve())
+        return ServerError(f"{failed}; the server log is {self.log_path}.") if failed else None
+
     def _diagnosis(self) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        text = self._log_text()
         if "already in use" in text or "Address already in use" in text:
             return f"a port is already in use (ports {self.ports})"
         failed = [ln.split("failed to load", 1)[1].strip() for ln in text.splitlines() if "failed to load '" in ln]
-        if "unable to find backend library for backend 'onnxruntime'" in text:
+        if ONNXRUNTIME_MISSING in text:
             return ("a model needs the onnxruntime backend, which the pip-shipped server lacks: serve the "
                     "python-backend model of the same export (the name without '_onnx'), or use the official "
                     "container (triton/README.md)")
@@ -220,6 +253,39 @@ class TritonServer:
                 self.proc.wait()
         _signal_group(pgid, signal.SIGKILL)  # stubs still in the group after the server exited
         self.proc = None
+
+
+ONNXRUNTIME_MISSING = "unable to find backend library for backend 'onnxruntime'"
+LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version (\d+): (.+)")
+ORT_FAILURE = re.compile(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from \S+ failed:)?(.*)")
+
+
+def describe_load_failure(log_text: str, repository: Path) -> str | None:
+    """The first model version Triton's log says it failed to load, as a sentence naming the model, the
+    version and the file at fault (model.onnx or model.py when the reason names it, else the version
+    directory), or None."""
+    found = LOAD_FAILURE.search(log_text)
+    if found is None:
+        return None
+    model, version, reason = found.groups()
+    # One escaped log line; the Python backend appends the stub's Python stack after "\n\nAt:".
+    reason = re.split(r"\\n|\n", reason)[0].strip().rstrip('"').strip().removeprefix("Internal: ")
+    version_dir = repository / model / version
+    named = [f for f in (version_dir / "model.onnx", version_dir / "model.py") if str(f) in reason]
+    ort = ORT_FAILURE.search(reason)
+    if ort:
+        reason = f"ONNX Runtime: {ort.group(1)}, {ort.group(2).strip().rstrip('.')}"
+    return (f"Triton could not load model {model!r} version {version} from {named[0] if named else version_dir} "
+            f"({reason[:300]}); re-export the model ('mnist-etc export') or remove {version_dir}")
+
+
+def exit_description(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exited with code {code}"
 
 
 def _signal_group(pgid: int, sig: int) -> None:
