@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)")])
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                             (signal.SIGINT, 130, "interrupted; finished artifacts are kept")])
 def test_a_signalled_sweep_settles_its_running_trial(tmp_path, sig, code, said):
     import optuna
 
