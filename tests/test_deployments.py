@@ -80,7 +80,10 @@ def test_nightly_audit_runs_through_the_worker(nightly_audit):
 
 def test_failing_audit_ends_the_flow_run_failed(stack, champion):
     done = run([str(BIN / "prefect"), "deployment", "run", "privacy-audit/nightly", "--watch",
-                "--params", audit_params(champion, allow_non_private=True, leakage_bound=-1.0)], stack["env"],
+                # the smallest audit the policy allows: a bound of -1 fails whatever the figures are
+                "--params", audit_params(champion, allow_non_private=True, leakage_bound=-1.0, membership_samples=10,
+                                         attack={"victims": 50, "n_iter": 1, "n_samples": 8, "n_best": 4})],
+               stack["env"],
                timeout=900)
     assert done.returncode != 0
     assert "Failed" in done.stdout + done.stderr

@@ -82,12 +82,12 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     from mnist_etc.model_store import load_model
     from mnist_etc.mlflow_layout import default_tracking_uri
 
-    space = write_space(tmp_path, "e2e", trials=3, parallelism=2)
+    space = write_space(tmp_path, "e2e", trials=2, parallelism=2)
     result = sweep(space=str(space), artifacts=str(sweep_root))
-    assert result["counts"]["COMPLETE"] == 3 and result["ran"] == 3
+    assert result["counts"]["COMPLETE"] == 2 and result["ran"] == 2
 
     study = study_of("e2e", sweep_root)
-    assert states(study) == ["COMPLETE"] * 3
+    assert states(study) == ["COMPLETE"] * 2
     study_dir = sweep_root / "sweeps" / "e2e"
     for t in study.trials:
         assert len(t.values) == 2 and 0 <= t.values[0] <= 1
@@ -108,7 +108,7 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(children) == 3
+    assert len(children) == 2
     for run in children:
         assert run.info.status == "FINISHED"
         assert {"hid_dim", "ae_noise_multiplier", "searched.hid_dim"} <= set(run.data.params)
@@ -158,30 +158,30 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     assert "![Pareto front" in summary_md and "(pareto.png)" in summary_md
     assert f"http://127.0.0.1:8080/dashboard/studies/{study._study_id})" in summary_md
     assert f"/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id})" in summary_md
-    assert len((study_dir / "trials.csv").read_text().strip().splitlines()) == 4
+    assert len((study_dir / "trials.csv").read_text().strip().splitlines()) == 3
 
     # Prefect: one task run per trial, and the summary artifact.
     with get_client(sync_client=True) as prefect:
         runs = prefect.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="e2e-trial-")))
-        assert sorted(r.name for r in runs) == ["e2e-trial-0", "e2e-trial-1", "e2e-trial-2"]
+        assert sorted(r.name for r in runs) == ["e2e-trial-0", "e2e-trial-1"]
         assert all(r.state.is_completed() for r in runs)
         arts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sweep-e2e"])))
         assert arts and "Pareto front" in arts[0].data and "](data:image/png;base64," in arts[0].data
         (table,) = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sweep-e2e-trials"])))
-        assert table.type == "table" and len(json.loads(table.data)) == 3
+        assert table.type == "table" and len(json.loads(table.data)) == 2
 
     # Rerunning continues the study: nothing repeated, one more trial when more are asked for (this time
     # on the process-pool task runner, whose worker must report to the same Prefect API).
     assert sweep(space=str(space), artifacts=str(sweep_root))["ran"] == 0
-    again = sweep(space=str(space), trials=4, artifacts=str(sweep_root), task_runner="processes")
+    again = sweep(space=str(space), trials=3, artifacts=str(sweep_root), task_runner="processes")
     assert again["ran"] == 1
     study = study_of("e2e", sweep_root)
-    assert states(study) == ["COMPLETE"] * 4
+    assert states(study) == ["COMPLETE"] * 3
     with get_client(sync_client=True) as prefect:
-        (run,) = prefect.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="e2e-trial-3")))
+        (run,) = prefect.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="e2e-trial-2")))
         assert run.state.is_completed()
     assert len(client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")) == 4
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")) == 3
 
 
 @pytest.mark.slow
