@@ -4,11 +4,13 @@
     .venv/bin/python benchmarks/bench_triton_grid.py --skip-seed      # the course project's shape only (~2 min)
 
 Part 1 is `mnist-etc benchmark --grid search_spaces/benchmark_seed.yaml --instance-count 1,2,4
---max-queue-delay-us 500 --concurrency 20` (5 images per request, perf_analyzer's default windows), on the
-embedded server, beside the course project's figures (8-thread laptop, official container, onnxruntime
+--max-queue-delay-us 500 --concurrency 20 --strategy brute --measurement-interval-ms 5000 --max-trials 10`
+(5 images per request, perf_analyzer's default windows, each point once), on the embedded server, beside
+the course project's figures (8-thread laptop, official container, onnxruntime
 backend). Its "infer/sec" counted requests of 5 images (Little's law: 20 / 1.011 ms = 19.8k), so compare
-its figures with requests/s here; images/s = 5 x requests/s. Part 2 runs the whole seed grid and reports
-its wall time and seconds per measured point.
+its figures with requests/s here; images/s = 5 x requests/s. Part 2 runs the whole seed grid as the file
+says (its default: every point screened, the finalists re-measured) and reports its wall time, its points
+(unsettled ones included, with their medians) and the final ranking.
 
 Figures are only as quiet as the machine: perf_analyzer, Triton and anything else running share the cores.
 Runs go to artifacts/benchmarks/bench-*/ (no MLflow run, no config written into the repository); a JSON of
@@ -55,8 +57,9 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average "
           f"{os.getloadavg()[0]:.2f} at start", flush=True)
     print("part 1: course project's command shape (instance count 1, 2, 4; delay 500 us; concurrency 20)")
+    shape_common = {**common, "interval_ms": args.interval_ms or 5000, "max_trials": args.max_trials or 10}
     spec = resolve_spec(SEED, instance_count=[1, 2, 4], max_queue_delay_microseconds=[500], concurrency=[20],
-                        baseline="defaults", **common)
+                        baseline="defaults", strategy="brute", **shape_common)
     shape = run_benchmark(spec, RunOptions(run=f"bench-shape-{stamp}", **options), log=log)
     ceiling = shape.summary["in_process_images_per_second"]
     rows = []
@@ -96,15 +99,24 @@ def main() -> None:
         seed = run_benchmark(resolve_spec(SEED, **common), RunOptions(run=f"bench-seed-{stamp}", **options), log=log)
         wall = time.perf_counter() - start
         s = seed.summary
-        print(f"\nseed grid: {s['points_ok']} measured, {s['points_failed']} failed in {wall:.0f} s "
-              f"({wall / 60:.1f} min) including server start and the ceiling; {s['seconds_per_point']:.1f} s per "
-              f"measured point ({s['seconds_per_point_with_reload']:.1f} s with its reload)")
+        print(f"\nseed grid: {s['points_ok']} measured ({s['points_unsettled']} unsettled, kept with their medians), "
+              f"{s['points_failed']} failed, {s['points_skipped']} not measured, in {wall:.0f} s ({wall / 60:.1f} min) "
+              f"including server start and the ceiling; {s['seconds_per_point']:.1f} s per measured point "
+              f"({s['seconds_per_point_with_reload']:.1f} s with its reload)")
+        for f in seed.analysis.ranking:
+            lo, hi = f.throughput_range
+            print(f"  re-measured: instances {f.point.config.instance_count}, delay "
+                  f"{f.point.config.max_queue_delay_microseconds} us, c {f.point.concurrency}: median {f.throughput:,.0f} "
+                  f"images/s [{lo:,.0f}, {hi:,.0f}], p99 {f.p99_ms:.2f} ms over {len(f.results)} runs"
+                  + (" (baseline)" if f.point.baseline else ""))
         if s["best_throughput"] is not None:
             best = seed.analysis.best
-            print(f"best under {seed.analysis.budget_ms:g} ms p99: instances {best.point.config.instance_count}, "
+            print(f"best under {seed.analysis.budget_ms:g} ms p99 (median of {len(best.results)}): instances "
+                  f"{best.point.config.instance_count}, "
                   f"delay {best.point.config.max_queue_delay_microseconds} us, concurrency {best.point.concurrency}: "
                   f"{best.throughput:,.0f} images/s, p99 {best.p99_ms:.2f} ms; "
-                  + ("the baseline itself" if s["best_is_baseline"] else f"{s['improvement']:+.1%} over the baseline"))
+                  + ("the baseline itself" if s["best_is_baseline"] else "no baseline figure within the budget"
+                     if s["improvement"] is None else f"{s['improvement']:+.1%} over the baseline"))
         print(f"summary: {seed.run_dir / 'summary.md'}")
         figures.update(seed_run=str(seed.run_dir), seed_wall_seconds=wall, seed_summary=s)
     out = Path(args.artifacts) / "benchmarks" / "bench_triton_grid.json"

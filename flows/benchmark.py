@@ -27,8 +27,9 @@ from tasks.benchmark import prefect_ceiling_runner, prefect_point_runner
 
 # Columns of the table artifact (results.csv has them all).
 TABLE_COLUMNS = ("point", "config_id", "baseline", "instance_count", "max_batch_size", "max_queue_delay_microseconds",
-                 "preferred_batch_size", "concurrency", "status", "throughput", "p50_ms", "p99_ms", "server_queue_ms",
-                 "server_compute_infer_ms", "serving_efficiency", "within_budget", "reason")
+                 "preferred_batch_size", "concurrency", "phase", "repeat", "status", "settled", "throughput", "p50_ms",
+                 "p99_ms", "throughput_spread", "server_queue_ms", "server_compute_infer_ms", "serving_efficiency",
+                 "within_budget", "reason")
 
 
 def _run_name() -> str:

@@ -39,7 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "      --max-queue-delay-us 500 --concurrency 20 --no-prefect        # the course project's command shape\n"
             "  mnist-etc benchmark --url 127.0.0.1:8001 --model mnist_etc --concurrency 1:8 --p99-budget-ms 10\n"
             "  mnist-etc benchmark --adopt artifacts/benchmarks/<run>           # best config becomes config.pbtxt\n"
-            "lists: 1,2,4 or ranges start:end[:step] (end included), e.g. --concurrency 3:6,20"))
+            "  mnist-etc benchmark --strategy adaptive:finalists=2,repeats=5    # or --strategy brute\n"
+            "lists: 1,2,4 or ranges start:end[:step] (end included), e.g. --concurrency 3:6,20\n\n"
+            "strategies: adaptive (default) screens every configuration with 3 short windows from its highest\n"
+            "concurrency down to the highest within the p99 budget, drops the dominated, and re-measures the\n"
+            "finalists (and the baseline) several times, interleaved; the ranking rests on those medians. brute\n"
+            "measures every point once. A point that never settles is recorded with the median and spread of\n"
+            "its windows, not discarded.\n\n"
+            "exit status: 0 a configuration meets the p99 budget (or no budget was set); 1 the run is published\n"
+            "but no configuration meets the budget (the best effort, the lowest p99, is shown) or no point could\n"
+            "be measured; 2 bad input, nothing measured."))
     p.add_argument("--grid", type=Path, metavar="YAML",
                    help="benchmark grid, e.g. search_spaces/benchmark_smoke.yaml (default: built-in defaults)")
     p.add_argument("--url", metavar="HOST:PORT",
@@ -137,26 +146,30 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
         result = benchmark(grid=spec, options=options)   # the spec validated above, overrides applied
     print_result(result)
-    return 0
+    return 1 if result["summary"]["verdict"] in ("not_met", "nothing_measured") else 0
 
 
 def print_result(result: dict[str, Any]) -> None:
     s = result["summary"]
-    print(f"\nbenchmark {result['run']}: {s['points_ok']} point(s) measured, {s['points_failed']} failed, "
-          f"{s['points_skipped']} skipped in {s['wall_seconds']:.0f} s"
+    print(f"\nbenchmark {result['run']}: {s['points_ok']} point(s) measured ({s['points_unsettled']} unsettled, "
+          f"recorded with their medians), {s['points_failed']} failed, {s['points_skipped']} not measured, in "
+          f"{s['wall_seconds']:.0f} s"
           + (f" ({s['seconds_per_point']:.1f} s per measured point)" if s.get("seconds_per_point") else ""))
+    print(f"verdict: {s['verdict_text']}")
     if s.get("best_throughput") is not None:
-        line = (f"best under budget: {s['best_throughput']:,.0f} images/s at concurrency {s['best_concurrency']}, "
-                f"p99 {s['best_p99_ms']:.2f} ms")
+        line = ""
         if s.get("best_serving_efficiency") is not None:
-            line += f", serving efficiency {s['best_serving_efficiency']:.2f}"
+            line += f"serving efficiency {s['best_serving_efficiency']:.2f}"
         if s.get("best_is_baseline"):
             line += "; that is the baseline itself (nothing in the grid beats it)"
         elif s.get("improvement") is not None:
-            line += f"; {s['improvement']:+.1%} over the baseline"
-        print(line)
+            line += f"; {s['improvement']:+.1%} over the baseline" + (
+                " (within the spread of the measurements: not a clear gain)" if s.get("improvement_clear") is False
+                else "")
+        if line:
+            print(line.removeprefix("; "))
     else:
-        print("no point within the p99 budget: nothing written to the model repository")
+        print("nothing written to the model repository; exit status 1")
     for name, path in result["files"].items():
         print(f"{name}: {path}")
     if result.get("mlflow_run_id"):
@@ -176,13 +189,19 @@ def _print_plan(spec: Any, options: Any) -> None:
           f"{spec.measurement.interval_ms} ms, "
           f"stable within {spec.measurement.stability_percentage:g}%, at most {spec.measurement.max_trials} windows")
     budget = "none" if spec.p99_budget_ms is None else f"{spec.p99_budget_ms:g} ms"
-    print(f"judged on {spec.objective} under p99 budget {budget}; strategy {spec.strategy}; baseline "
+    from mnist_etc.benchmark.strategies import describe_strategy
+
+    print(f"judged on {spec.objective} under p99 budget {budget}; strategy {describe_strategy(spec.strategy)}; baseline "
           f"{spec.baseline if isinstance(spec.baseline, str) else spec.baseline.to_dict()}")
     for i, (cfg, conc) in enumerate(configs):
         print(f"  config {i}: {labels[i]}  concurrency {', '.join(map(str, conc))}")
     n = spec.n_points()
-    # At least 3 windows per point plus perf_analyzer's warm-up window; reloads take about 1.5 s each.
-    low = n * 4 * spec.measurement.interval_ms / 1000 + 1.5 * len(configs)
+    if spec.strategy.name == "adaptive":
+        print(f"{n} point(s) in the grid (plus the baseline's unless it is in the grid); the adaptive search measures "
+              f"the ones that can win (see --help)")
+        return
+    # At least 3 windows per point; reloads take about 1.5 s each.
+    low = n * 3 * spec.measurement.interval_ms / 1000 + 1.5 * len(configs)
     print(f"{n} point(s) (plus the baseline's unless it is in the grid); at least ~{low / 60:.1f} min of measuring")
 
 

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from mnist_etc.benchmark.ceiling import Ceiling, measure_in_process
 from mnist_etc.benchmark.results import PointResult
 from mnist_etc.benchmark.session import BenchmarkSession
-from mnist_etc.benchmark.strategy import Point
+from mnist_etc.benchmark.strategies import Point
 
 
 # NO_CACHE: the session holds a live server; a point must be measured every time it is asked for.

@@ -1,7 +1,9 @@
 """The benchmark against the real embedded Triton and the real perf_analyzer: tiny grids, short windows.
 
 Failures are provoked for real: a KIND_GPU instance group (refused by Triton on this CPU-only machine), a
-stability rule no measurement can meet, and a SIGKILL of the server in the middle of a measurement.
+stability rule no measurement can meet (the points are recorded unsettled, with their medians), and a SIGKILL
+of the server in the middle of a measurement. The default, adaptive strategy runs once on the real server;
+the other tests pin `brute` so that their rows are exactly the grid's.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 # Short windows and a loose stability rule: the test machine is shared, and these tests check the
 # machinery (reloads, parsing, failure rows), not the figures.
-FAST = dict(interval_ms=500, stability_percentage=100, max_trials=8, request_batch_size=2)
+FAST = dict(interval_ms=500, stability_percentage=100, max_trials=8, request_batch_size=2, strategy="brute")
 
 
 @pytest.fixture()
@@ -60,7 +62,7 @@ def test_tiny_grid_records_a_refused_point_and_picks_the_best(repository, tmp_pa
     assert refused["failure"] == "load_refused" and "no GPUs are available" in refused["reason"]
     assert refused["throughput"] == ""
     # Analysis, reports and the candidate config in the repository.
-    assert out.analysis.best is out.results[0] and out.summary["best_is_baseline"]
+    assert out.analysis.best.results == (out.results[0],) and out.summary["best_is_baseline"]
     summary = (run_dir / "summary.md").read_text()
     assert "## Best configuration" in summary and "no GPUs are available" in summary
     assert "--model-config-name=benchmark-tiny" in summary
@@ -85,17 +87,30 @@ def test_tiny_grid_records_a_refused_point_and_picks_the_best(repository, tmp_pa
     assert json.loads((run_dir / "best.json").read_text())["analysis"]["best"]["concurrency"] == 2
 
 
-def test_unstable_point_is_recorded_not_fatal(repository, tmp_path):
-    spec = resolve_spec(None, model="bench", repository=str(repository), concurrency=[1], interval_ms=200,
-                        stability_percentage=0.001, max_trials=3, request_batch_size=1,
-                        p99_budget_ms=100).with_overrides(ceiling_seconds=0.2)
-    out = run_benchmark(spec, RunOptions(run="unstable", artifacts=tmp_path / "a", mlflow=False), log=lambda _: None)
-    (row,) = read_rows(out.run_dir)
-    assert (row["status"], row["failure"]) == ("failed", "unstable")
-    assert "no 3 consecutive 200 ms windows within 0.001%" in row["reason"]
-    assert out.analysis.best is None
-    assert "No measured point is within the budget" in (out.run_dir / "summary.md").read_text()
-    assert not (repository / "bench" / "configs").exists()       # nothing to adopt, nothing written
+def test_adaptive_search_on_a_real_server_keeps_unsettled_points(repository, tmp_path):
+    """The default strategy end to end, with a stability rule no window can meet: every point is recorded
+    unsettled (medians and spread of its windows), the finalist and the baseline are re-measured, and the best
+    rests on those re-measurements."""
+    spec = resolve_spec(None, model="bench", repository=str(repository), instance_count=[1, 2], concurrency=[1, 2],
+                        interval_ms=200, stability_percentage=0.001, max_trials=3, request_batch_size=1,
+                        p99_budget_ms=1000, baseline="defaults",
+                        strategy="adaptive:finalists=1,repeats=2").with_overrides(ceiling_seconds=0.2)
+    out = run_benchmark(spec, RunOptions(run="adaptive", artifacts=tmp_path / "a", mlflow=False), log=lambda _: None)
+    rows = read_rows(out.run_dir)
+    measured = [r for r in rows if r["status"] == "ok"]
+    assert measured and all(r["settled"] == "False" and r["windows"] == "3" and r["throughput_spread"] != ""
+                            and float(r["p99_ms"]) > 0 and r["p50_ms"] == "" for r in measured)
+    assert [r["phase"] for r in measured][:2] == ["screen", "screen"]           # each config at its top, c=2
+    assert {r["concurrency"] for r in measured if r["phase"] == "screen"} == {"2"}
+    confirm = [r for r in measured if r["phase"] == "confirm"]
+    assert len(confirm) in (2, 4) and {r["repeat"] for r in confirm} == {"0", "1"}
+    best = out.analysis.best
+    assert best is not None and best.repeated and len(best.results) == 2 and out.summary["verdict"] == "met"
+    summary = (out.run_dir / "summary.md").read_text()
+    assert "## Final ranking (re-measured, interleaved)" in summary and "ok, unsettled" in summary
+    assert out.summary["points_unsettled"] == len(measured) and out.summary["points_failed"] == 0
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert all("a lower concurrency is not expected to serve more" in r["reason"] for r in skipped)
 
 
 def test_server_killed_mid_measurement_is_restarted(repository, tmp_path):
@@ -133,6 +148,7 @@ def test_cli_against_an_external_server_restores_its_config(repository, tmp_path
         code = main(["benchmark", "--url", server.http_url, "--protocol", "http", "--model", "bench",
                      "--repository", str(repository), "--instance-count", "2", "--concurrency", "1",
                      "--measurement-interval-ms", "500", "--stability-percentage", "100", "--baseline", "current",
+                     "--strategy", "brute",
                      "--run", "ext", "--artifacts", str(tmp_path / "a"), "--no-prefect", "--no-mlflow"])
         assert code == 0
         printed = capsys.readouterr().out
@@ -143,15 +159,16 @@ def test_cli_against_an_external_server_restores_its_config(repository, tmp_path
         control = ModelControl(server.grpc_url, "grpc", "bench")
         assert control.loaded_config().instance_count == 1          # restored from the server's repository
         control.close()
-
-
-@pytest.fixture()
-def prefect_harness():
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline machine: no telemetry
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+        # A budget nothing can meet: the run is published, the verdict shows the best effort, exit status 1.
+        code = main(["benchmark", "--url", server.http_url, "--protocol", "http", "--model", "bench",
+                     "--repository", str(repository), "--concurrency", "1", "--measurement-interval-ms", "300",
+                     "--stability-percentage", "100", "--p99-budget-ms", "0.001", "--strategy", "brute",
+                     "--run", "ext-budget", "--artifacts", str(tmp_path / "a"), "--no-prefect", "--no-mlflow"])
+        printed = capsys.readouterr().out
+        assert code == 1, printed
+        assert ("verdict: No configuration meets the p99 budget of 0.001 ms. Best effort (the lowest p99 measured): "
+                "n=1") in printed and "nothing written to the model repository; exit status 1" in printed
+        assert "No configuration meets" in (tmp_path / "a" / "benchmarks" / "ext-budget" / "summary.md").read_text()
 
 
 def test_flow_publishes_a_table_artifact(repository, tmp_path, prefect_harness):
@@ -162,7 +179,7 @@ def test_flow_publishes_a_table_artifact(repository, tmp_path, prefect_harness):
     from mnist_etc.artifact_keys import artifact_key
 
     result = benchmark(overrides={"model": "bench", "repository": str(repository), "concurrency": "1",
-                                  "interval_ms": 500, "stability_percentage": 100},
+                                  "interval_ms": 500, "stability_percentage": 100, "strategy": "brute"},
                        options={"run": "flowtest", "artifacts": str(tmp_path / "a"), "mlflow": False})
     assert result["summary"]["points_ok"] == 1
     artifact = Artifact.get(artifact_key("benchmark", "flowtest"))

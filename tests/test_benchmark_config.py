@@ -13,7 +13,7 @@ from mnist_etc.benchmark.perf import PerfFailure, classify_failure, parse_perf_c
 from mnist_etc.benchmark.reconfigure import same_serving_config
 from mnist_etc.benchmark.results import FAILED, OK, PointResult
 from mnist_etc.benchmark.run import RunOptions
-from mnist_etc.benchmark.strategy import Point, make_strategy, plan_configs
+from mnist_etc.benchmark.strategies import Point, make_strategy, plan_configs
 from mnist_etc.errors import UserError
 from mnist_etc.triton.model_config import TritonModelConfig
 
@@ -57,7 +57,13 @@ def write(tmp_path: Path, data: object, name: str = "grid.yaml") -> Path:
     ({"grid": {"instance_kind": ["KIND_TPU"]}}, "grid.instance_kind[0] must be one of KIND_CPU, KIND_GPU, got 'KIND_TPU'"),
     ({"protocol": "udp"}, "protocol must be one of grpc, http, got 'udp'"),
     ({"objective": "latency"}, "objective must be one of throughput, throughput_per_instance, efficiency"),
-    ({"strategy": "optuna"}, "strategy must be one of brute, prune_over_budget"),
+    ({"strategy": "optuna"}, "strategy.name must be one of adaptive, brute, prune_over_budget, got 'optuna'."),
+    ({"strategy": {"name": "adaptive", "options": {"repeat": 5}}},
+     "strategy.options: unknown key 'repeat'; accepted: screen, screen_interval_ms, finalists, repeats, refine."),
+    ({"strategy": {"name": "brute", "options": {"repeats": 5}}}, "strategy.options: unknown key 'repeats'; accepted: "
+                                                                  "none."),
+    ({"strategy": {"name": "adaptive", "options": {"repeats": -1}}},
+     "strategy.options.repeats must be an integer >= 0, got -1."),
     ({"strategy": "prune_over_budget"}, "strategy prune_over_budget needs a p99_budget_ms"),
     ({"p99_budget_ms": 0}, "p99_budget_ms must be a finite number > 0 or null, got 0"),
     ({"baseline": "previous"}, "baseline must be one of current, defaults or a mapping"),
@@ -235,15 +241,32 @@ def test_best_under_budget_and_improvement_over_baseline():
     results = [_result(0, pts[0], 1000, 5), _result(1, pts[1], 2000, 30), _result(2, pts[2], 1500, 6),
                _result(3, pts[3], 3000, 9), _result(4, pts[4], None, None)]
     a = analyse(results, "throughput", 10.0, ceiling_ips=4000.0)
-    assert a.best is results[3] and a.baseline_best is results[0]
+    assert a.best.results == (results[3],) and a.baseline_best.results == (results[0],)
     assert a.improvement == pytest.approx(2.0)                    # 3000 vs the baseline's 1000 under 10 ms
-    assert a.baseline_same_concurrency is results[1]
-    assert (a.n_ok, a.n_failed, a.n_within_budget) == (4, 1, 3)
-    assert results[3].efficiency(4000.0) == pytest.approx(0.75)
+    assert a.baseline_same_concurrency.results == (results[1],)
+    assert (a.n_ok, a.n_failed, a.n_within_budget, a.verdict) == (4, 1, 3, "met")
+    assert a.best.efficiency(4000.0) == pytest.approx(0.75)
     per_instance = analyse(results, "throughput_per_instance", 10.0, 4000.0)
-    assert per_instance.best is results[3]                        # 1500 per instance beats 1000
-    assert analyse(results, "throughput", 1.0, 4000.0).best is None
-    assert analyse(results, "throughput", None, 4000.0).best is results[3]
+    assert per_instance.best.results == (results[3],)             # 1500 per instance beats 1000
+    nothing = analyse(results, "throughput", 1.0, 4000.0)
+    assert nothing.best is None and nothing.verdict == "not_met" and nothing.closest.results == (results[0],)
+    assert analyse(results, "throughput", None, 4000.0).best.results == (results[3],)
+
+
+def test_the_final_ranking_rests_on_the_re_measured_medians():
+    """A lucky screening figure does not win over re-measured ones; a re-measured figure is the median of its
+    confirm runs only, with their range."""
+    a_cfg, b_cfg, lucky = TritonModelConfig(), TritonModelConfig(instance_count=2), TritonModelConfig(max_batch_size=8)
+    rs = [_result(0, Point(0, a_cfg, 8, phase="screen"), 900, 5), _result(1, Point(1, b_cfg, 8, phase="screen"), 1000, 5),
+          _result(2, Point(2, lucky, 8, phase="screen"), 5000, 5)]
+    for i, (cid, cfg, t) in enumerate([(0, a_cfg, 1100), (1, b_cfg, 1000), (0, a_cfg, 1200), (1, b_cfg, 990),
+                                      (0, a_cfg, 700), (1, b_cfg, 1010)]):
+        rs.append(_result(3 + i, Point(cid, cfg, 8, phase="confirm", repeat=i // 2), t, 5))
+    a = analyse(rs, "throughput", 10.0, None)
+    assert a.best.point.config == a_cfg and a.best.throughput == 1100 and a.best.throughput_range == (700, 1200)
+    assert a.clear_gain(None) is None                             # no baseline to compare with
+    assert [f.point.config_id for f in a.ranking] == [0, 1] and len(a.best.results) == 3
+    assert a.to_dict(None)["best"]["measurements"] == 3
 
 
 # The header and a row exactly as perf_analyzer 2.51 writes them with -f (microseconds).
@@ -260,6 +283,36 @@ def test_perf_csv_is_parsed_into_milliseconds():
         parse_perf_csv(PERF_CSV, 8)
     with pytest.raises(PerfFailure, match="lacks"):
         parse_perf_csv("Concurrency,Inferences/Second\n4,1\n", 4)
+
+
+# perf_analyzer 2.51's verbose output (-v --percentile 99) for a point that never settled, as recorded here.
+UNSETTLED = """Request concurrency: 4
+  Pass [1] throughput: 2389.09 infer/sec. p99 latency: 6501 usec
+  Pass [2] throughput: 2354.3 infer/sec. p99 latency: 3704 usec
+  Pass [3] throughput: 2507.44 infer/sec. p99 latency: 3406 usec
+  Pass [4] throughput: 2486.09 infer/sec. p99 latency: 2218 usec
+  Pass [5] throughput: 2586.3 infer/sec. p99 latency: 2375 usec
+  Pass [6] throughput: 2694.08 infer/sec. p99 latency: 2036 usec
+Failed to obtain stable measurement within 6 measurement windows for concurrency 4. Please try to increase the \
+--measurement-interval.
+"""
+
+
+def test_an_unsettled_point_keeps_the_median_and_spread_of_its_windows():
+    from mnist_etc.benchmark.perf import parse_windows, settled_measurement, unsettled_measurement
+
+    windows = parse_windows(UNSETTLED)
+    assert len(windows) == 6 and windows[0].percentile == 99 and windows[0].latency_ms == 6.501
+    m = unsettled_measurement(4, windows, 3.7)
+    assert (m.settled, m.windows, m.seconds) == (False, 6, 3.7)
+    assert m.throughput == pytest.approx((2486.09 + 2507.44) / 2) and m.p99_ms == pytest.approx((2.375 + 3.406) / 2)
+    assert m.throughput_spread == pytest.approx((2694.08 - 2354.3) / m.throughput)
+    assert m.p50_ms != m.p50_ms                                      # unknown (NaN): perf_analyzer did not say
+    settled = settled_measurement(parse_perf_csv(PERF_CSV, 4), windows, 2.0)
+    assert settled.settled and settled.throughput == pytest.approx(9642.56)          # its own merged figure
+    assert settled.p99_spread == pytest.approx((2.375 - 2.036) / 2.218)              # over its last 3 windows
+    mean_only = parse_windows("  Pass [1] throughput: 4160.77 infer/sec. Avg latency: 1915 usec (std 932 usec). \n")
+    assert mean_only[0].percentile is None and mean_only[0].latency_ms == 1.915
 
 
 def test_perf_failures_are_classified():
@@ -329,6 +382,14 @@ def test_cli_rejects_bad_grid_before_any_work(tmp_path, capsys):
     assert main(["benchmark", "--concurrency", "0", "--artifacts", str(artifacts)]) == 2
     assert main(["benchmark", "--preferred-batch-size", "8,128", "--artifacts", str(artifacts)]) == 2
     assert "preferred_batch_size must be an integer in 1..64, got 128" in capsys.readouterr().err
+    # Strategy options on the command line: NAME:KEY=VALUE,...; an unknown one is one sentence naming it.
+    assert main(["benchmark", "--strategy", "adaptive:repeat=5", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == ("mnist-etc benchmark: error: strategy.options: unknown key 'repeat'; "
+                                               "accepted: screen, screen_interval_ms, finalists, repeats, refine.")
+    assert main(["benchmark", "--strategy", "brute:repeats=5", "--dry-run"]) == 2
+    assert "strategy.options: unknown key 'repeats'; accepted: none." in capsys.readouterr().err
+    assert main(["benchmark", "--strategy", "adaptive:finalists=2,repeats=5", "--dry-run"]) == 0
+    assert "strategy adaptive (screen descend, screen_interval_ms 1000, finalists 2, repeats 5" in capsys.readouterr().out
 
 
 def test_cli_dry_run_lists_points_without_a_server(capsys):

@@ -18,6 +18,7 @@ TINY_GRID = {
     "measurement": {"interval_ms": 500, "stability_percentage": 100, "max_trials": 8},
     "p99_budget_ms": 10000,
     "ceiling_seconds": 0.5,
+    "strategy": "brute",   # every point measured once: the count below is exact
 }
 
 

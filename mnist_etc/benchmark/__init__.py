@@ -7,11 +7,12 @@
     print(outcome.markdown)
 
 Modules: `axes` (the settings a grid sweeps; list and range syntax), `grid` (the typed, validated grid and
-its YAML), `strategy` (search strategies behind get_configs()/set_last_results()), `perf` (the
-perf_analyzer runner and its CSV), `reconfigure` (load with a config override, read back), `session` (the
-server, restarts, one point), `ceiling` (in-process ONNX Runtime), `analysis` (best under budget,
-improvement), `results` (a point's row), `report` (plots, summary), `adopt` (the best config into the
-repository), `tracking` (MLflow), `run` (measure, then publish). No Prefect here: see tasks/benchmark.py and
+its YAML), `strategies/` (search strategies behind get_configs()/set_last_results(): adaptive, the default,
+and brute force), `perf` (the perf_analyzer runner, its measurement settings, its CSV and its windows),
+`reconfigure` (load with a config override, read back), `session` (the server, restarts, one point),
+`ceiling` (in-process ONNX Runtime), `analysis` (figures from repeated measurements, best under budget,
+verdict, improvement), `results` (a point's row), `report` (plots, summary), `adopt` (the best config into
+the repository), `tracking` (MLflow), `run` (measure, then publish). No Prefect here: see tasks/benchmark.py and
 flows/benchmark.py.
 """
 from mnist_etc.lazy_exports import lazy_exports

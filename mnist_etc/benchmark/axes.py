@@ -88,7 +88,9 @@ Concurrencies = axis(BatchSize)
 def optional(model: type[Settings], name: str) -> tuple[Any, Any]:
     """Field `name` of `model` as an optional field (None = not given), same type, bounds and description."""
     f = model.model_fields[name]
-    kind = Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+    # A tagged union (the strategy) keeps its tag on the inner type, so that a mistake is named by the tag.
+    metadata = [*([Field(discriminator=f.discriminator)] if f.discriminator else []), *f.metadata]
+    kind = Annotated[(f.annotation, *metadata)] if metadata else f.annotation
     return kind | None, Field(None, description=f.description, json_schema_extra=f.json_schema_extra)
 
 

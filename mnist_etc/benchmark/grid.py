@@ -20,11 +20,12 @@ The grid is expanded and every configuration validated once, when the spec is bu
     concurrency: "3:6,20"            # default concurrency list of the sub-grids
     request_batch_size: 5            # images per request (perf_analyzer -b)
     protocol: grpc                   # or http
-    measurement: {interval_ms: 5000, stability_percentage: 10, max_trials: 10, percentile: null, timeout_s: null}
+    measurement: {interval_ms: 5000, stability_percentage: 10, max_trials: 10, percentile: 99, timeout_s: null}
     p99_budget_ms: 20                # null = no budget
     objective: throughput            # or throughput_per_instance, efficiency
     baseline: current                # the "default" to beat: current (config loaded at start), defaults, or a mapping
-    strategy: brute                  # or prune_over_budget
+    strategy: adaptive               # or brute, prune_over_budget; with options:
+                                     # {name: adaptive, options: {finalists: 3, repeats: 3, screen: descend}}
     ceiling_seconds: 3               # in-process ONNX Runtime measurement time
     startup_timeout_s: 120
 
@@ -42,7 +43,8 @@ from pydantic import (AfterValidator, BeforeValidator, Field, PrivateAttr, Valid
                       model_validator)
 
 from mnist_etc.benchmark.axes import GRID_AXES, Concurrencies, Partial, SubGrid, one_or_list, optional
-from mnist_etc.benchmark.strategy import STRATEGIES
+from mnist_etc.benchmark.perf import MeasurementSettings, Positive
+from mnist_etc.benchmark.strategies import DEFAULT_STRATEGY, STRATEGIES, StrategySettings
 from mnist_etc.config import Settings, read_yaml, sentence
 from mnist_etc.errors import UserError
 from mnist_etc.names import validate_name
@@ -51,12 +53,8 @@ from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, 
 
 Protocol = Literal["grpc", "http"]
 Objective = Literal["throughput", "throughput_per_instance", "efficiency"]
-StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]   # the registry lives with the strategies
 PROTOCOLS, OBJECTIVES = typing.get_args(Protocol), typing.get_args(Objective)
 BASELINES = ("current", "defaults")
-# perf_analyzer judges stability over its last 3 windows: fewer trials can never be stable.
-MIN_TRIALS = 3
-Positive = Annotated[float, Field(gt=0)]
 
 
 def validate_run_name(name: Any, what: str = "run") -> str:
@@ -71,28 +69,6 @@ def _baseline(value: Any) -> Any:
         raise ValueError(f"baseline must be one of {', '.join(BASELINES)} or a mapping of config.pbtxt settings, "
                          f"got {value!r}.")
     return value
-
-
-class MeasurementSettings(Settings):
-    """perf_analyzer's measurement window and stability rule (its own defaults, except where noted)."""
-
-    interval_ms: int = Field(5000, ge=100, description="perf_analyzer window (--measurement-interval), in ms",
-                             json_schema_extra={"accepts": "an integer >= 100 (milliseconds per window)"})
-    stability_percentage: Positive = Field(10.0, description=(
-        "max/min of the last 3 windows must be within this (--stability-percentage)"))
-    max_trials: int = Field(10, ge=MIN_TRIALS, description="windows before a point is recorded as unstable",
-                            json_schema_extra={"accepts": f"an integer >= {MIN_TRIALS} (perf_analyzer judges "
-                                                          f"stability over 3 windows)"})
-    percentile: Annotated[int, Field(ge=1, le=99)] | None = Field(None, description=(
-        "judge stability on this latency percentile instead of the mean"))
-    timeout_s: Positive | None = Field(None, description=(
-        "stop perf_analyzer after this many seconds; default: derived from the windows"))
-
-    @property
-    def effective_timeout_s(self) -> float:
-        # Each trial is one window plus perf_analyzer's own bookkeeping; a generous margin, since a hung
-        # perf_analyzer is killed and recorded, not waited for forever.
-        return self.timeout_s or 60.0 + 2.0 * self.interval_ms / 1000 * (self.max_trials + 2)
 
 
 FixedSettings = create_model(
@@ -126,8 +102,10 @@ class BenchmarkSpec(Settings):
     baseline: Annotated[Literal["current", "defaults"] | TritonModelConfig, BeforeValidator(_baseline)] = Field(
         "current", description="the configuration to beat: the one loaded at start (current), TritonModelConfig's "
                                "defaults, or a mapping of config.pbtxt settings")
-    strategy: StrategyName = Field("brute", description=(
-        "brute: every point; prune_over_budget: skip higher concurrencies of a config over budget"))
+    strategy: StrategySettings = Field(DEFAULT_STRATEGY, validate_default=True, description=(
+        f"a strategy name ({', '.join(STRATEGIES)}), or its name and options; adaptive: screen every configuration "
+        f"cheaply, re-measure the finalists; brute: every point once; prune_over_budget: brute without the "
+        f"concurrencies above one over budget"))
     ceiling_seconds: Positive = Field(3.0, description="in-process ONNX Runtime measurement time, in seconds")
     startup_timeout_s: Positive = Field(120.0, description="seconds the embedded server may take to start")
     _configs: list[tuple[TritonModelConfig, tuple[int, ...]]] = PrivateAttr(default_factory=list)
@@ -148,7 +126,7 @@ class BenchmarkSpec(Settings):
 
     @model_validator(mode="after")
     def _prune_needs_a_budget(self) -> "BenchmarkSpec":
-        if self.strategy == "prune_over_budget" and self.p99_budget_ms is None:
+        if self.strategy.name == "prune_over_budget" and self.p99_budget_ms is None:
             raise ValueError("strategy prune_over_budget needs a p99_budget_ms to prune against; set one or use "
                              "strategy brute.")
         return self

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from mnist_etc.benchmark.analysis import OBJECTIVE_LABELS, Analysis
+from mnist_etc.benchmark.analysis import OBJECTIVE_LABELS, Analysis, Figure
 from mnist_etc.benchmark.results import PointResult
 from mnist_etc.triton.model_config import TritonModelConfig
 
@@ -39,14 +39,20 @@ def _plt():
     return plt
 
 
-def _curve(ax: Any, results: Sequence[PointResult], label: str, **kw: Any) -> None:
-    ok = sorted((r for r in results if r.ok), key=lambda r: r.point.concurrency)
+def _curve(ax: Any, figs: Sequence[Figure], label: str, **kw: Any) -> None:
+    """One configuration's figures (medians) by concurrency; a re-measured one with its range as error bars."""
+    ok = sorted(figs, key=lambda f: f.point.concurrency)
     if not ok:
         return
-    line, = ax.plot([r.p99_ms for r in ok], [r.throughput for r in ok], marker="o", label=label, **kw)
-    for r in ok:
-        ax.annotate(f"c{r.point.concurrency}", (r.p99_ms, r.throughput), textcoords="offset points",
+    line, = ax.plot([f.p99_ms for f in ok], [f.throughput for f in ok], marker="o", label=label, **kw)
+    for f in ok:
+        ax.annotate(f"c{f.point.concurrency}", (f.p99_ms, f.throughput), textcoords="offset points",
                     xytext=(4, 3), fontsize=7, color=line.get_color())
+        if len(f.results) > 1:
+            (t_lo, t_hi), (p_lo, p_hi) = f.throughput_range, f.p99_range
+            ax.errorbar([f.p99_ms], [f.throughput], yerr=[[f.throughput - t_lo], [t_hi - f.throughput]],
+                        xerr=[[f.p99_ms - p_lo], [p_hi - f.p99_ms]], color=line.get_color(), capsize=3,
+                        linewidth=1)
 
 
 def _decorate(ax: Any, analysis: Analysis, title: str) -> None:
@@ -68,11 +74,14 @@ def throughput_plots(out_dir: Path, results: Sequence[PointResult], labels: dict
     by_config: dict[int, list[PointResult]] = {}
     for r in results:
         by_config.setdefault(r.point.config_id, []).append(r)
+    figs: dict[int, list[Figure]] = {cid: [] for cid in by_config}
+    for f in analysis.figures:
+        figs[f.point.config_id].append(f)
     paths = []
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
     for cid, rs in by_config.items():
         base = rs[0].point.baseline
-        _curve(ax, rs, labels[cid] + (" (baseline)" if base else ""), linestyle="--" if base else "-")
+        _curve(ax, figs[cid], labels[cid] + (" (baseline)" if base else ""), linestyle="--" if base else "-")
     if analysis.best is not None:
         ax.plot([analysis.best.p99_ms], [analysis.best.throughput], marker="*", markersize=16, color="gold",
                 markeredgecolor="black", linestyle="none", label="best under budget")
@@ -88,11 +97,11 @@ def throughput_plots(out_dir: Path, results: Sequence[PointResult], labels: dict
     plots.mkdir(exist_ok=True)
     for cid, rs in by_config.items():
         fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
-        _curve(ax, rs, labels[cid])
+        _curve(ax, figs[cid], labels[cid])
         if analysis.best is not None and analysis.best.point.config_id == cid:
             ax.plot([analysis.best.p99_ms], [analysis.best.throughput], marker="*", markersize=14, color="gold",
                     markeredgecolor="black", linestyle="none", label="best under budget")
-        failed = [r for r in rs if not r.ok]
+        failed = [r for r in rs if not r.ok and r.status != "skipped"]
         if failed:
             ax.text(0.01, 0.01, "not measured: " + ", ".join(f"c{r.point.concurrency} ({r.failure})" for r in failed),
                     transform=ax.transAxes, fontsize=7, color="crimson", va="bottom")
@@ -111,8 +120,7 @@ def heat_map(out_dir: Path, results: Sequence[PointResult], analysis: Analysis, 
     """Throughput over instance count x queue delay at the best point's concurrency (else the concurrency with
     the most measured points). Where several configurations share a cell (other settings differ), the cell
     shows the highest throughput among them; cells whose points all failed say why."""
-    ok = [r for r in results if r.ok]
-    if not ok:
+    if not analysis.figures:
         return None
     plt = _plt()
     import numpy as np
@@ -120,21 +128,24 @@ def heat_map(out_dir: Path, results: Sequence[PointResult], analysis: Analysis, 
     if analysis.best is not None:
         conc = analysis.best.point.concurrency
     else:
-        concs = [r.point.concurrency for r in ok]
+        concs = [f.point.concurrency for f in analysis.figures]
         conc = max(set(concs), key=lambda c: (concs.count(c), c))
-    at = [r for r in results if r.point.concurrency == conc and r.status != "skipped"]
-    counts = sorted({r.point.config.instance_count for r in at})
-    delays = sorted({r.point.config.max_queue_delay_microseconds for r in at})
+    at_figs = [f for f in analysis.figures if f.point.concurrency == conc]
+    at = [r for r in results if r.point.concurrency == conc and r.status == "failed"]
+    configs = [f.point.config for f in at_figs] + [r.point.config for r in at]
+    counts = sorted({c.instance_count for c in configs})
+    delays = sorted({c.max_queue_delay_microseconds for c in configs})
     grid = np.full((len(counts), len(delays)), np.nan)
     p99 = np.full_like(grid, np.nan)
     failures: dict[tuple[int, int], str] = {}
+    for f in at_figs:
+        i, j = counts.index(f.point.config.instance_count), delays.index(f.point.config.max_queue_delay_microseconds)
+        if math.isnan(grid[i, j]) or f.throughput > grid[i, j]:
+            grid[i, j], p99[i, j] = f.throughput, f.p99_ms
     for r in at:
         i, j = counts.index(r.point.config.instance_count), delays.index(r.point.config.max_queue_delay_microseconds)
-        if r.ok and (math.isnan(grid[i, j]) or r.throughput > grid[i, j]):
-            grid[i, j], p99[i, j] = r.throughput, r.p99_ms
-        elif not r.ok:
-            failures.setdefault((i, j), r.failure)
-    mixed = len({r.point.config.replace(instance_count=1, max_queue_delay_microseconds=0) for r in at}) > 1
+        failures.setdefault((i, j), r.failure)
+    mixed = len({c.replace(instance_count=1, max_queue_delay_microseconds=0) for c in configs}) > 1
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(delays) + 3), 0.9 * len(counts) + 2.4), dpi=110)
     im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
     fig.colorbar(im, ax=ax, label="throughput (images/s)")
@@ -174,6 +185,31 @@ def _num(v: float | None, fmt: str = ",.0f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _measured(f: Figure) -> str:
+    if len(f.results) == 1:
+        return ""
+    lo, hi = f.throughput_range
+    return f" (median of {len(f.results)} measurements, {_num(lo)} to {_num(hi)} images/s)"
+
+
+def verdict_sentence(a: Analysis, labels: dict[int, str], bold: bool = True) -> str:
+    """One sentence: which configuration wins under the budget, or that none fits it and the best effort."""
+    budget = f"the p99 budget of {a.budget_ms:g} ms" if a.budget_ms is not None else "no p99 budget"
+    mark = "**" if bold else ""
+
+    def describe(f: Figure) -> str:
+        return (f"{mark}{labels[f.point.config_id]}{mark} at concurrency {f.point.concurrency}: {_num(f.throughput)} images/s, "
+                f"p99 {f.p99_ms:.2f} ms{_measured(f)}")
+
+    if a.verdict == "nothing_measured":
+        return "No point could be measured (each one's reason is in the table below and in results.csv)."
+    if a.verdict == "not_met":
+        return (f"No configuration meets {budget}. Best effort (the lowest p99 measured): {describe(a.closest)}.")
+    if a.verdict == "no_budget":
+        return f"With {budget}, the highest throughput: {describe(a.best)}."
+    return f"Best under {budget}: {describe(a.best)}."
+
+
 def summary_markdown(run: str, context: dict[str, Any], results: Sequence[PointResult], labels: dict[int, str],
                      analysis: Analysis, ceiling_ips: float | None, adoption: dict[str, Any] | None) -> str:
     a = analysis
@@ -193,24 +229,26 @@ def summary_markdown(run: str, context: dict[str, Any], results: Sequence[PointR
               f"{a.n_ok} point(s) measured, {a.n_failed} failed, {a.n_skipped} skipped; "
               f"{_num(context.get('seconds_per_point'), '.1f')} s per measured point; "
               f"{context['restarts']} server restart(s)", ""]
-    lines += ["## Best configuration", ""]
+    lines += ["## Best configuration", "", verdict_sentence(a, labels), ""]
     if a.best is None:
-        lines += ["No measured point is within the budget: nothing was written to the model repository. "
-                  "Raise `p99_budget_ms`, or measure lower concurrencies.", ""]
+        if a.verdict == "not_met":
+            lines += ["Nothing was written to the model repository. Raise `p99_budget_ms`, or measure lower "
+                      "concurrencies.", ""]
     else:
         b = a.best
         eff = b.efficiency(ceiling_ips)
-        lines += [f"**{labels[b.point.config_id]}** at concurrency {b.point.concurrency}: "
-                  f"{_num(b.throughput)} images/s, p99 {b.p99_ms:.2f} ms"
-                  + (f", serving efficiency {eff:.2f}" if eff is not None else "") + ".", ""]
+        if eff is not None:
+            lines.append(f"Serving efficiency {eff:.2f} (served / in-process).")
         if a.baseline_best is b:
             lines.append("The baseline itself is the best configuration under the budget: nothing in the grid "
                          "beats it.")
         elif a.baseline_best is not None:
             base = a.baseline_best
             lines.append(f"Baseline ({labels[base.point.config_id]}), best under the budget: {_num(base.throughput)} "
-                         f"images/s at concurrency {base.point.concurrency}, p99 {base.p99_ms:.2f} ms; the best "
-                         f"configuration is **{a.improvement:+.1%}** on {a.objective}.")
+                         f"images/s at concurrency {base.point.concurrency}, p99 {base.p99_ms:.2f} ms"
+                         f"{_measured(base)}; the best configuration is **{a.improvement:+.1%}** on {a.objective}"
+                         + (" (within the spread of the measurements: their ranges overlap, so not a clear gain)."
+                            if a.clear_gain(ceiling_ips) is False else "."))
         else:
             lines.append("The baseline has no point within the budget (or failed), so there is no improvement figure.")
         if a.baseline_same_concurrency not in (None, a.best, a.baseline_best):
@@ -232,16 +270,34 @@ def summary_markdown(run: str, context: dict[str, Any], results: Sequence[PointR
                           f"official container too).", ""]
             else:
                 lines += [f"Not written to a model repository: {adoption.get('note')}.", ""]
+    if a.ranking:
+        lines += ["## Final ranking (re-measured, interleaved)", "",
+                  "| rank | config | c | images/s (median) | min - max | p99 ms (median) | min - max | measurements "
+                  "| within budget |", "|---|---|---|---|---|---|---|---|---|"]
+        for i, f in enumerate(a.ranking, 1):
+            (t_lo, t_hi), (p_lo, p_hi) = f.throughput_range, f.p99_range
+            lines.append(f"| {i} | {labels[f.point.config_id]}{' (baseline)' if f.point.baseline else ''} | "
+                         f"{f.point.concurrency} | {_num(f.throughput)} | {_num(t_lo)} - {_num(t_hi)} | "
+                         f"{f.p99_ms:.2f} | {p_lo:.2f} - {p_hi:.2f} | {len(f.results)} | "
+                         f"{'yes' if f.within_budget(a.budget_ms) else 'no'} |")
+        lines.append("")
+    best_points = {r.index for r in a.best.results} if a.best else set()
     lines += ["## All points", "",
-              "| # | config | c | status | images/s | p99 ms | p50 ms | queue ms | infer ms | efficiency | reason |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "A point that never settled shows the median of its windows and their spread (max - min over the "
+              "median); perf_analyzer gives the other latencies only for settled points.", "",
+              "| # | config | c | phase | status | images/s | p99 ms | spread (images/s, p99) | p50 ms | queue ms | "
+              "infer ms | efficiency | reason |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: r.index):
         m = r.measurement
         eff = r.efficiency(ceiling_ips)
-        mark = " **best**" if a.best is r else ""
+        mark = " **best**" if r.index in best_points else ""
+        status = r.status if not r.ok or r.settled else "ok, unsettled"
+        phase = r.point.phase + (f" {r.point.repeat + 1}" if r.point.phase == "confirm" else "")
+        spread = f"{_num(m.throughput_spread, '.0%')}, {_num(m.p99_spread, '.0%')}" if m else "-"
         lines.append(f"| {r.index} | {labels[r.point.config_id]}{' (baseline)' if r.point.baseline else ''}{mark} | "
-                     f"{r.point.concurrency} | {r.status} | {_num(m.throughput if m else None)} | "
-                     f"{_num(m.p99_ms if m else None, '.2f')} | {_num(m.p50_ms if m else None, '.2f')} | "
+                     f"{r.point.concurrency} | {phase} | {status} | {_num(m.throughput if m else None)} | "
+                     f"{_num(m.p99_ms if m else None, '.2f')} | {spread} | {_num(m.p50_ms if m else None, '.2f')} | "
                      f"{_num(m.server_queue_ms if m else None, '.3f')} | "
                      f"{_num(m.server_compute_infer_ms if m else None, '.3f')} | {_num(eff, '.2f')} | "
                      f"{r.reason.replace('|', '/')} |")

@@ -1,17 +1,21 @@
 """One measured (or failed, or skipped) point, and its row in `results.csv`.
 
 Latencies are milliseconds, throughput is images (inferences) per second. A failed point keeps its
-configuration and reason and leaves the measurements empty; it is never a candidate for the best.
+configuration and reason and leaves the measurements empty; it is never a candidate for the best. A point
+that never settled is `ok` with `settled` false: its throughput and p99 are the medians of its windows, its
+`*_spread` columns say how far those windows were apart, and the figures perf_analyzer only gives for a
+settled point (p50, the server's queue and compute times) are empty.
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from mnist_etc.benchmark.perf import PerfMeasurement
-from mnist_etc.benchmark.strategy import Point
+from mnist_etc.benchmark.strategies import Point
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 # Why a point failed, in the `failure` column (the `reason` column has the sentence).
@@ -22,9 +26,11 @@ CONFIG_COLUMNS = ("instance_count", "instance_kind", "max_batch_size", "dynamic_
 MEASURE_COLUMNS = ("throughput", "requests_per_second", "avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
                    "client_send_ms", "network_ms", "server_queue_ms", "server_compute_input_ms",
                    "server_compute_infer_ms", "server_compute_output_ms", "client_recv_ms")
-COLUMNS = ("point", "config_id", "baseline", *CONFIG_COLUMNS, "concurrency", "request_batch_size", "protocol",
-           "status", "failure", "reason", *MEASURE_COLUMNS, "in_process_images_per_second", "serving_efficiency",
-           "within_budget", "config_verified", "reload_seconds", "measure_seconds", "server_restarted")
+WINDOW_COLUMNS = ("settled", "windows", "throughput_spread", "p99_spread")
+COLUMNS = ("point", "config_id", "baseline", *CONFIG_COLUMNS, "concurrency", "phase", "repeat", "request_batch_size",
+           "protocol", "status", "failure", "reason", *MEASURE_COLUMNS, *WINDOW_COLUMNS, "in_process_images_per_second",
+           "serving_efficiency", "within_budget", "config_verified", "reload_seconds", "measure_seconds",
+           "server_restarted")
 
 
 @dataclass
@@ -52,6 +58,10 @@ class PointResult:
     def p99_ms(self) -> float:
         return self.measurement.p99_ms if self.measurement else float("nan")
 
+    @property
+    def settled(self) -> bool:
+        return self.measurement is not None and self.measurement.settled
+
     def efficiency(self, ceiling_ips: float | None) -> float | None:
         if not self.ok or not ceiling_ips:
             return None
@@ -77,16 +87,17 @@ class PointResult:
         for name in CONFIG_COLUMNS:
             value = getattr(cfg, name)
             row[name] = " ".join(map(str, value)) if isinstance(value, tuple) else value
-        row.update(concurrency=self.point.concurrency, request_batch_size=batch_size, protocol=protocol,
-                   status=self.status, failure=self.failure, reason=self.reason)
+        row.update(concurrency=self.point.concurrency, phase=self.point.phase, repeat=self.point.repeat,
+                   request_batch_size=batch_size, protocol=protocol, status=self.status, failure=self.failure,
+                   reason=self.reason)
         m = self.measurement
         for name in MEASURE_COLUMNS:
-            if m is None:
-                row[name] = ""
-            elif name == "requests_per_second":
-                row[name] = round(m.throughput / batch_size, 2)
-            else:
-                row[name] = round(getattr(m, name), 4 if name.endswith("_ms") else 2)
+            value = (m.throughput / batch_size if name == "requests_per_second" else getattr(m, name)) if m else None
+            row[name] = "" if value is None or math.isnan(value) else round(value, 4 if name.endswith("_ms") else 2)
+        row.update(settled=m.settled if m else "", windows=m.windows if m else "")
+        for name in ("throughput_spread", "p99_spread"):
+            value = getattr(m, name) if m else None
+            row[name] = "" if value is None or math.isnan(value) else round(value, 4)
         eff = self.efficiency(ceiling_ips)
         row.update(in_process_images_per_second=round(ceiling_ips, 1) if ceiling_ips else "",
                    serving_efficiency=round(eff, 4) if eff is not None else "",

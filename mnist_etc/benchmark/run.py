@@ -30,10 +30,10 @@ from mnist_etc.benchmark.adopt import candidate_name, write_candidate
 from mnist_etc.benchmark.analysis import Analysis, analyse
 from mnist_etc.benchmark.ceiling import Ceiling, find_onnx, measure_in_process
 from mnist_etc.benchmark.grid import BenchmarkSpec, validate_run_name
-from mnist_etc.benchmark.report import config_labels, heat_map, summary_markdown, throughput_plots
+from mnist_etc.benchmark.report import config_labels, heat_map, summary_markdown, throughput_plots, verdict_sentence
 from mnist_etc.benchmark.results import FAILED, SKIPPED, PointResult, results_csv
 from mnist_etc.benchmark.session import BenchmarkSession, ServerDown
-from mnist_etc.benchmark.strategy import Point, make_strategy, plan_configs
+from mnist_etc.benchmark.strategies import Point, describe_strategy, make_strategy, plan_configs
 from mnist_etc.config import Settings
 from mnist_etc.errors import UserError
 from mnist_etc.mlflow_layout import default_tracking_uri
@@ -108,11 +108,17 @@ def preflight(spec: BenchmarkSpec, options: RunOptions) -> None:
 
 
 def _progress_line(r: PointResult, total: int, label: str, ceiling_ips: float | None) -> str:
-    head = f"[{r.index + 1}/{total}] {label} c={r.point.concurrency}{' (baseline)' if r.point.baseline else ''}:"
+    phase = "" if r.point.phase == "measure" else f" [{r.point.phase}" + (
+        f" {r.point.repeat + 1}]" if r.point.phase == "confirm" else "]")
+    head = (f"[{r.index + 1}/{total}] {label} c={r.point.concurrency}{' (baseline)' if r.point.baseline else ''}"
+            f"{phase}:")
     if r.ok:
         eff = r.efficiency(ceiling_ips)
+        m = r.measurement
+        unsettled = (f", unsettled after {m.windows} windows (spread {m.throughput_spread:.0%} / {m.p99_spread:.0%}: "
+                     f"medians recorded)") if not m.settled else ""
         return (f"{head} {r.throughput:,.0f} images/s, p99 {r.p99_ms:.2f} ms"
-                + (f", efficiency {eff:.2f}" if eff is not None else "")
+                + (f", efficiency {eff:.2f}" if eff is not None else "") + unsettled
                 + f" (reload {r.reload_seconds:.1f} s, measure {r.measure_seconds:.1f} s)")
     return f"{head} {r.status.upper()} ({r.failure}) {r.reason}"
 
@@ -179,8 +185,9 @@ def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callab
         ceiling_ips = ceiling.images_per_second if ceiling else None
         plan = plan_configs(spec.configs(), spec.baseline_config(session.initial), spec.all_concurrencies())
         labels = config_labels({cid: cfg for cid, cfg, _, _ in plan})
-        strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms)
-        log(f"{len(plan)} configuration(s), up to {strategy.planned} point(s); strategy {spec.strategy}")
+        strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms, spec.objective, spec.measurement)
+        log(f"{len(plan)} configuration(s), about {strategy.planned} measurement(s); strategy "
+            f"{describe_strategy(spec.strategy)}")
         results: list[PointResult] = []
         down: ServerDown | None = None
         for point in strategy.get_configs():
@@ -202,19 +209,29 @@ def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callab
     return Measured(results, labels, ceiling, backend, restarts, time.perf_counter() - t0)
 
 
-def _summary(analysis: Analysis, measured: Measured) -> dict[str, Any]:
+def _summary(analysis: Analysis, measured: Measured, labels: dict[int, str]) -> dict[str, Any]:
     ok = [r for r in measured.results if r.ok]
     best, base, ceiling_ips = analysis.best, analysis.baseline_best, measured.ceiling_ips
+    closest = analysis.closest
     return {
+        "verdict": analysis.verdict,
+        "verdict_text": verdict_sentence(analysis, labels, bold=False),
+        "best_config": labels[best.point.config_id] if best else None,
         "best_throughput": best.throughput if best else None,
         "best_p99_ms": best.p99_ms if best else None,
         "best_concurrency": best.point.concurrency if best else None,
+        "best_measurements": len(best.results) if best else None,
+        "best_throughput_range": list(best.throughput_range) if best else None,
         "best_serving_efficiency": best.efficiency(ceiling_ips) if best else None,
+        "closest_throughput": closest.throughput if closest else None,
+        "closest_p99_ms": closest.p99_ms if closest else None,
         "baseline_throughput": base.throughput if base else None,
         "improvement": analysis.improvement,
+        "improvement_clear": analysis.clear_gain(ceiling_ips),
         "best_is_baseline": best is not None and best.point.baseline,
         "in_process_images_per_second": ceiling_ips,
         "points_ok": analysis.n_ok, "points_failed": analysis.n_failed, "points_skipped": analysis.n_skipped,
+        "points_unsettled": analysis.n_unsettled,
         "server_restarts": measured.restarts, "wall_seconds": measured.wall_seconds,
         "seconds_per_point": (sum(r.measure_seconds for r in ok) / len(ok)) if ok else None,
         "seconds_per_point_with_reload": (sum(r.measure_seconds + r.reload_seconds for r in ok) / len(ok))
@@ -251,7 +268,7 @@ def publish(spec: BenchmarkSpec, options: RunOptions, run: str, started: dt.date
     throughput_plots(staging, results, labels, analysis, run)
     heat = heat_map(staging, results, analysis, run)
     version = spec.version or (versions(spec.repository, spec.model) or [None])[-1]
-    summary = _summary(analysis, measured)
+    summary = _summary(analysis, measured, labels)
     adoption = _adoption(spec, options, run, run_dir, analysis)
     context = {"model": spec.model, "version": version if version is not None else "newest",
                "backend": measured.backend,
@@ -260,7 +277,7 @@ def publish(spec: BenchmarkSpec, options: RunOptions, run: str, started: dt.date
                "protocol": spec.protocol, "request_batch_size": spec.request_batch_size,
                "interval_ms": spec.measurement.interval_ms,
                "stability_percentage": spec.measurement.stability_percentage,
-               "max_trials": spec.measurement.max_trials, "strategy": spec.strategy,
+               "max_trials": spec.measurement.max_trials, "strategy": describe_strategy(spec.strategy),
                "machine": f"{os.cpu_count()} CPU(s), {platform.machine()}, {platform.system()}",
                "started": started.isoformat(timespec="seconds"), "wall_seconds": wall,
                "seconds_per_point": summary["seconds_per_point"], "restarts": measured.restarts,

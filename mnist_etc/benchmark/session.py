@@ -19,10 +19,10 @@ from mnist_etc.benchmark.perf import PerfFailure, run_perf_analyzer
 from mnist_etc.benchmark.reconfigure import (ConfigMismatch, LoadRefused, ModelControl, describe_difference,
                                              same_serving_config)
 from mnist_etc.benchmark.results import FAILED, OK, PointResult
-from mnist_etc.benchmark.strategy import Point
+from mnist_etc.benchmark.strategies import Point
 from mnist_etc.errors import UserError
 from mnist_etc.triton.model_config import PYTHON, TritonModelConfig
-from mnist_etc.triton.server import LOG_DIR, ServerConfig, ServerError, TritonServer
+from mnist_etc.triton.server import LOG_DIR, ServerConfig, ServerError, TritonServer, exit_description
 
 
 class ServerDown(UserError):
@@ -115,8 +115,8 @@ class BenchmarkSession:
         if self.server is None:
             return f"the server at {self.url} stopped answering"
         code = self.server.proc.poll() if self.server.proc is not None else None
-        last = self.server.log_tail(1).strip() or "no log"
-        return f"tritonserver died (exit code {code}; last log line: {last[:200]})"
+        how = "died" if code is None else exit_description(code)
+        return f"tritonserver {how} (its log: {self.server.log_path})"
 
     def restart(self) -> None:
         """Start the embedded server again after a crash; an external one cannot be restarted from here."""
@@ -185,7 +185,8 @@ class BenchmarkSession:
         # 3. measure
         try:
             m = run_perf_analyzer(self.url, spec.protocol, spec.model, spec.version, spec.request_batch_size,
-                                  point.concurrency, spec.measurement, raw_dir / f"point-{index:03d}.csv",
+                                  point.concurrency, point.measurement or spec.measurement,
+                                  raw_dir / f"point-{index:03d}.csv",
                                   raw_dir / f"point-{index:03d}.log")
         except PerfFailure as exc:
             result.measure_seconds = exc.seconds
