@@ -13,14 +13,11 @@ died (exit code -9; last log line: ... Started Metrics Service ...)". After: the
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.test_triton_faults import Cli, group_gone, requests_served, tritonserver_of, visible
+from tests.faults.test_triton_faults import Cli, group_gone, kill_server_once_serving, tritonserver_of, visible
 
 pytestmark = pytest.mark.slow
 
@@ -44,19 +41,7 @@ def test_benchmark_whose_server_is_killed_records_the_point_and_publishes_whole(
                "--stability-percentage", "100", "--max-trials", "4", "--ceiling-seconds", "0.2", "--run", "killed",
                "--artifacts", str(artifacts), "--no-prefect", "--no-mlflow", "--no-write-best"], tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        server = None
-        while time.monotonic() < deadline:
-            assert cli.proc.poll() is None, f"the benchmark ended before its server was killed:\n{cli.wait(0)}"
-            server = tritonserver_of(repository)
-            if server:
-                cli.servers.add(server["pid"])
-                if requests_served(server["metrics"]) > 0:
-                    os.kill(server["pid"], signal.SIGKILL)
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail("perf_analyzer's requests never reached the server")
+        server = kill_server_once_serving(cli, repository, timeout=120)
         code, out, err = cli.wait(timeout=120)
         restarted = tritonserver_of(repository)
         if restarted:

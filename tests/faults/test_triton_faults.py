@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_triton_server import group_alive
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -83,14 +85,6 @@ def workspace(served: dict, at: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- processes
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
 
 def group_gone(pgid: int, within: float = 10.0) -> bool:
     """Whether the process group ends within `within` seconds (SIGKILLed processes take a moment to be reaped)."""
