@@ -1,4 +1,4 @@
-"""Prefect task per Optuna trial, and the TrialRunner that submits a batch of them to a task runner.
+"""Prefect task per Optuna trial, and the TrialRunner that submits them one by one to a task runner.
 
 The task is a thin wrapper around `mnist_etc.sweep.trial.run_trial`: it trains, attacks and publishes
 `trial-<n>/`, and returns the outcome; the flow's orchestrator tells Optuna. No retries here: a trial
@@ -7,14 +7,15 @@ are failed and retried by the orchestrator on its next start.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import threading
+from concurrent.futures import Future
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from mnist_etc.errors import UserError
-from mnist_etc.sweep.runner import TrialResult
 from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, run_trial
 
 TASK_RUNNERS = ("threads", "processes")
@@ -44,17 +45,25 @@ def make_task_runner(kind: str, max_workers: int) -> TaskRunner[Any]:
 
 
 class PrefectTrialRunner:
-    """The TrialRunner of the `sweep` flow: one `trial` task run per spec on an entered task runner."""
+    """The TrialRunner of the `sweep` flow: one `trial` task run per spec on an entered task runner. Each
+    Prefect future is resolved into a `concurrent.futures.Future` by a small thread, so the orchestrator can
+    wait for the first trial to finish, whichever runner ran it."""
 
     def __init__(self, task_runner: TaskRunner[Any]):
         self.task_runner = task_runner
 
-    def run_batch(self, specs: Sequence[TrialSpec]) -> list[TrialResult]:
-        futures = [self.task_runner.submit(run_trial_task, parameters={"spec": spec}) for spec in specs]
-        results: list[TrialResult] = []
-        for future in futures:
+    def submit(self, spec: TrialSpec) -> "Future[TrialOutcome]":
+        prefect_future = self.task_runner.submit(run_trial_task, parameters={"spec": spec})
+        future: Future = Future()
+
+        def resolve() -> None:
             try:
-                results.append(future.result())
+                future.set_result(prefect_future.result())
             except Exception as exc:  # the task failed: its exception is the trial's result
-                results.append(exc)
-        return results
+                future.set_exception(exc)
+
+        threading.Thread(target=resolve, name=f"trial-{spec.number}-result", daemon=True).start()
+        return future
+
+    def close(self) -> None:
+        """Nothing to cancel here: the flow's task runner context ends the trials' lifetime."""

@@ -1,5 +1,6 @@
-"""The sweep: ask Optuna for `parallelism` trials at a time, run them through a TrialRunner, tell the
-results, then choose the winner and write the reports. Only this loop writes to the study storage.
+"""The sweep: keep `parallelism` trials in flight through a TrialRunner (a slot is refilled as soon as its
+trial finishes), tell each result as it comes, then choose the winner and write the reports. Only this loop
+writes to the study storage.
 
     >>> space = load_search_space("search_spaces/smoke.yaml")
     >>> summary = run_sweep(space, SweepOptions.build(), LocalRunner(space.parallelism))
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +25,7 @@ from mnist_etc.errors import UserError, is_disk_full
 from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep import storage as storage_mod
 from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, ui_links, write_csv
-from mnist_etc.sweep.runner import TrialRunner
+from mnist_etc.sweep.runner import TrialLost, TrialRunner
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
                                    settle_unfinished, study_lock)
 from mnist_etc.stop_request import check_stop
@@ -145,64 +147,114 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
     log(f"study {space.study} {verb} in {options.storage_label}: {done} of {space.trials} trials finished; "
         f"running {max(0, space.trials - done)} more, up to {space.parallelism} at a time "
         f"({space.sampler.name} sampler). Trial artifacts: {study_dir}/trial-<n>/")
-    distributions = space.distributions()
-    ran, trial_seconds = 0, []
-    while (remaining := space.trials - count_finished(study)) > 0:
-        check_stop()   # a stop whose exception some library swallowed mid-trial takes effect here
-        batch = _ask_batch(study, space, options, tracker, parent_run, distributions,
-                           min(space.parallelism, remaining))
-        try:
-            results = runner.run_batch([spec for _, spec in batch])
-            check_stop()
-        except BaseException:
-            # Ctrl-C or a cancelled flow: settle what we can now; the next start settles the rest.
-            settle_unfinished(study, [t for t, _ in batch], study_dir, space.stale_trial_retries, art_store,
-                              tracker, log, "was interrupted")
-            raise
-        full = [(trial, result) for (trial, _), result in zip(batch, results) if is_disk_full(result)]
-        for (trial, spec), result in zip(batch, results):
-            if is_disk_full(result):
-                continue   # not the trial's fault: settled below, and retried by the rerun after space is freed
-            ran += 1
-            if isinstance(result, TrialOutcome) and not all(math.isfinite(v) for v in result.values):
-                # Optuna would turn NaN values into FAIL on its own, with a warning nobody reads.
-                result = ValueError(f"objective values {result.values} are not finite (did training diverge?); "
-                                    f"artifacts kept in {spec.trial_dir}")
-            _tell(study, trial, spec, result, art_store, tracker)
-            line = _progress_line(count_finished(study), space, trial.number, result)
-            if isinstance(result, TrialOutcome):
-                trial_seconds.append(float(result.user_attrs.get("trial_seconds", math.nan)))
-            log(line)
-        if full:
-            # Every trial after this one would fail the same way, and so would the reports: stop here.
-            settle_unfinished(study, [t for t, _ in full], study_dir, space.stale_trial_retries, art_store, tracker,
-                              log, "ran out of disk space")
-            raise full[0][1]
+    slots = _Slots(study, space, options, tracker, parent_run, art_store, study_dir, runner, log)
+    try:
+        slots.run()
+    finally:
+        runner.close()
 
-    summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, ran, settled, log)
-    summary.trial_seconds = trial_seconds
+    summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, slots.ran, settled, log)
+    summary.trial_seconds = slots.trial_seconds
     return summary
 
 
-def _ask_batch(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
-               distributions: dict[str, Any], n: int) -> list[tuple[Any, TrialSpec]]:
-    batch = []
-    for _ in range(n):
-        trial = study.ask(distributions)
+def _ask_one(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
+             distributions: dict[str, Any]) -> tuple[Any, TrialSpec] | None:
+    """Ask Optuna for one trial and build its spec; None if its settings are invalid (the trial is told FAIL)."""
+    trial = study.ask(distributions)
+    try:
+        train = space.train_config(trial.params)
+    except UserError as exc:  # the corner check makes this unlikely; fail the trial, not the sweep
+        fail_trial(study, trial._trial_id, trial.number, f"UserError: {exc}")
+        return None
+    run_id = tracker.start_trial_run(parent_run, space.study, trial.number, train.to_dict(), trial.params)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    spec = TrialSpec(study=space.study, number=trial.number, params=dict(trial.params), train=train,
+                     data=space.data, attack=space.attack,
+                     trial_dir=str(trial_dir(options.study_dir(space.study), trial.number)),
+                     objectives=(space.accuracy_metric, space.leakage_metric),
+                     mlflow_tracking_uri=options.mlflow_uri, mlflow_run_id=run_id)
+    return trial, spec
+
+
+class _Slots:
+    """Refill, not batch: keep `parallelism` trials in flight and ask for the next one as soon as any
+    finishes. Tells each result as it arrives; on an interrupt, settles what is still in flight."""
+
+    def __init__(self, study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker,
+                 parent_run: str, art_store: Any, study_dir: Path, runner: TrialRunner, log: Log):
+        self.study, self.space, self.options, self.tracker = study, space, options, tracker
+        self.parent_run, self.art_store, self.study_dir, self.runner, self.log = (parent_run, art_store, study_dir,
+                                                                                runner, log)
+        self.distributions = space.distributions()
+        self.in_flight: dict[Future, tuple[Any, TrialSpec]] = {}
+        self.submitting: Any = None   # the trial being submitted (an Optuna Trial), until submit() returns
+        self.ran, self.trial_seconds = 0, []
+        self.stop_error: BaseException | None = None   # disk full or a runner's UserError: drain, then raise it
+
+    def run(self) -> None:
         try:
-            train = space.train_config(trial.params)
-        except UserError as exc:  # the corner check makes this unlikely; fail the trial, not the sweep
-            fail_trial(study, trial._trial_id, trial.number, f"UserError: {exc}")
-            continue
-        run_id = tracker.start_trial_run(parent_run, space.study, trial.number, train.to_dict(), trial.params)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        spec = TrialSpec(study=space.study, number=trial.number, params=dict(trial.params), train=train,
-                         data=space.data, attack=space.attack,
-                         trial_dir=str(trial_dir(options.study_dir(space.study), trial.number)),
-                         objectives=(space.accuracy_metric, space.leakage_metric),
-                         mlflow_tracking_uri=options.mlflow_uri, mlflow_run_id=run_id)
-        batch.append((trial, spec))
-    return batch
+            while True:
+                check_stop()   # a stop whose exception some library swallowed mid-trial takes effect here
+                if self.stop_error is None:
+                    self._fill()
+                if not self.in_flight:
+                    break
+                # A timeout, so a stop asked for while every slot is busy is seen within a second.
+                done, _ = wait(list(self.in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+                check_stop()
+                for future in sorted(done, key=lambda f: self.in_flight[f][0].number):
+                    trial, spec = self.in_flight.pop(future)
+                    self._settle(trial, spec, _result(future))
+        except BaseException:
+            # Ctrl-C or a cancelled flow: settle what we can now; the next start settles the rest.
+            unfinished = [t for t, _ in self.in_flight.values()] + ([self.submitting] if self.submitting else [])
+            self._settle_unfinished(unfinished, "was interrupted")
+            raise
+        if self.stop_error is not None:
+            raise self.stop_error
+
+    def _fill(self) -> None:
+        while len(self.in_flight) < self.space.parallelism and (
+                self.space.trials - count_finished(self.study) - len(self.in_flight)) > 0:
+            asked = _ask_one(self.study, self.space, self.options, self.tracker, self.parent_run, self.distributions)
+            if asked is not None:
+                self.submitting = asked[0]   # a one-slot runner runs the trial inside submit()
+                self.in_flight[self.runner.submit(asked[1])] = asked
+                self.submitting = None
+
+    def _settle(self, trial: Any, spec: TrialSpec, result: Any) -> None:
+        if is_disk_full(result) or isinstance(result, (UserError, TrialLost)):
+            # Not the trial's fault: settled (and retried by a rerun), not told FAIL. Disk full and a runner's
+            # UserError stop the sweep once the trials in flight are in; a lost trial is retried at once.
+            why = ("ran out of disk space" if is_disk_full(result) else
+                   "lost this trial's worker" if isinstance(result, TrialLost) else "stopped on an error")
+            self._settle_unfinished([trial], why)
+            if isinstance(result, TrialLost):
+                self.log(f"trial #{trial.number}: {result}")
+            elif self.stop_error is None:
+                self.stop_error = result
+            return
+        self.ran += 1
+        if isinstance(result, TrialOutcome) and not all(math.isfinite(v) for v in result.values):
+            # Optuna would turn NaN values into FAIL on its own, with a warning nobody reads.
+            result = ValueError(f"objective values {result.values} are not finite (did training diverge?); "
+                                f"artifacts kept in {spec.trial_dir}")
+        _tell(self.study, trial, spec, result, self.art_store, self.tracker)
+        if isinstance(result, TrialOutcome):
+            self.trial_seconds.append(float(result.user_attrs.get("trial_seconds", math.nan)))
+        self.log(_progress_line(count_finished(self.study), self.space, trial.number, result))
+
+    def _settle_unfinished(self, trials: list[Any], why: str) -> None:
+        settle_unfinished(self.study, trials, self.study_dir, self.space.stale_trial_retries, self.art_store,
+                          self.tracker, self.log, why)
+
+
+def _result(future: Future) -> Any:
+    """The trial's outcome, or the exception it raised (a cancelled future counts as interrupted)."""
+    if future.cancelled():
+        return KeyboardInterrupt("the trial was cancelled before it started")
+    return future.exception() or future.result()
 
 
 def _tell(study: Any, trial: Any, spec: TrialSpec, result: Any, art_store: Any, tracker: SweepTracker) -> None:

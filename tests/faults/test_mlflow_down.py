@@ -35,12 +35,12 @@ def test_a_sweep_outlives_its_mlflow_server(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)   # the sweep's own patience, not MLflow's default, is tested
 
     class ServerDiesAfterFirstTrial(LocalRunner):
-        def run_batch(self, specs):
-            results = super().run_batch(specs)
+        def run_one(self, spec):
+            outcome = super().run_one(spec)
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=30)
-            return results
+            return outcome
 
     try:
         for _ in range(120):

@@ -81,10 +81,10 @@ def test_a_stop_whose_exception_was_swallowed_takes_effect_at_the_next_trial(tmp
     from tests.test_sweep import study_of
 
     class SwallowingRunner(LocalRunner):
-        def run_batch(self, specs):
-            results = super().run_batch(specs)
+        def run_one(self, spec):
+            outcome = super().run_one(spec)
             request_stop("SIGTERM")      # as if the handler ran and its exception was swallowed mid-trial
-            return results
+            return outcome
 
     root = tmp_path / "artifacts"
     space = load_search_space(write_space(tmp_path, "swallowed", trials=3))
