@@ -35,8 +35,11 @@ stack-up: setup
 stack-down:
 	$(PY) deployments/local_stack.py down
 
+# Two pytest-xdist workers: the tests that share the Prefect stack stay on one, those that share the temporary
+# Prefect server on one (tests/conftest.py groups them). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

@@ -184,6 +184,7 @@ def save_mlflow_onnx_model(stored: StoredModel, path: Path, opset: int = DEFAULT
     and checks for parity with TensorFlow; its export.json goes beside MLmodel."""
     import tempfile
 
+    import mlflow
     import mlflow.onnx
     import onnx
     from mlflow.models import ModelSignature
@@ -194,7 +195,12 @@ def save_mlflow_onnx_model(stored: StoredModel, path: Path, opset: int = DEFAULT
         signature = ModelSignature(
             inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *IMAGE_SHAPE), INPUT_NAME)]),
             outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), OUTPUT_NAME)]))
+        # The requirements that MLflow would infer (it imports the model in a subprocess for that, 5 s a model),
+        # given directly: the onnx flavour's own pins plus what loading it as python_function needs.
+        requirements = [*mlflow.onnx.get_default_pip_requirements(), f"mlflow=={mlflow.__version__}",
+                        f"numpy=={np.__version__}"]
         mlflow.onnx.save_model(onnx.load(str(result.onnx_path)), str(path), signature=signature,
+                               pip_requirements=requirements,
                                metadata={"mnist_etc.onnx_sha256": result.record["onnx"]["sha256"],
                                          "mnist_etc.source_model": str(stored.path.resolve())})
         write_json_atomic(Path(path) / "export.json", result.record)

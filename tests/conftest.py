@@ -74,11 +74,21 @@ def stack(tmp_path_factory):
     assert pgids and not any(local_stack.alive(p) for p in pgids), "the stack left processes behind"
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(session, config, items):
     """Tests that use the Prefect stack (tests/browser/, tests/test_deployments.py) run last, together: the
-    stack's server and worker then run only while they are needed, not beside the rest of the suite."""
+    stack's server and worker then run only while they are needed, not beside the rest of the suite.
+
+    Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), each session fixture would be built
+    once per worker; the tests sharing the two expensive ones are kept on one worker each: the stack's users
+    in group `stack`, the users of the temporary Prefect server in group `prefect-harness`."""
     items[:] = ([i for i in items if "stack" not in getattr(i, "fixturenames", ())]
                 + [i for i in items if "stack" in getattr(i, "fixturenames", ())])
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = "stack" if "stack" in names else "prefect-harness" if "prefect_harness" in names else None
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 10) -> dict | list:
