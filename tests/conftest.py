@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,26 @@ def pytest_collection_modifyitems(session, config, items):
         group = "stack" if "stack" in names else "prefect-harness" if "prefect_harness" in names else None
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway database on the machine's PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"mnist_etc_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc})")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 10) -> dict | list:

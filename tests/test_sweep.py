@@ -13,7 +13,6 @@ import textwrap
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -355,25 +354,6 @@ def test_resume_after_a_real_kill(sweep_root, tmp_path):
 # -------------------------------------------------------------------------------------- PostgreSQL
 
 
-@pytest.fixture
-def postgres_url():
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"mnist_etc_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc})")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.slow
 def test_postgresql_storage(postgres_url, sweep_root, tmp_path):
     import optuna
@@ -557,7 +537,8 @@ def test_mlflow_ui_refuses_a_missing_store_and_a_busy_port(tmp_path, capsys):
 
 def test_study_checks(tmp_path):
     from mnist_etc.sweep.storage import open_storage
-    from mnist_etc.sweep.study import open_study, study_lock
+    from mnist_etc.sweep.locks import study_lock
+    from mnist_etc.sweep.study import open_study
 
     space = load_search_space(write_space(tmp_path, "checked"))
     url = f"sqlite:///{tmp_path / 'o.db'}"

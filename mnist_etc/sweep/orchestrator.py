@@ -25,9 +25,10 @@ from mnist_etc.errors import UserError, is_disk_full
 from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep import storage as storage_mod
 from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, ui_links, write_csv
+from mnist_etc.sweep.locks import study_lock
 from mnist_etc.sweep.runner import TrialLost, TrialRunner
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
-                                   settle_unfinished, study_lock)
+                                   settle_unfinished)
 from mnist_etc.stop_request import check_stop
 from mnist_etc.sweep.tracking import SweepTracker
 from mnist_etc.mlflow_layout import default_tracking_uri
@@ -112,7 +113,7 @@ def run_sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, lo
     t_start = time.perf_counter()
     preflight(space)
     study_dir = options.study_dir(space.study)
-    with study_lock(study_dir):
+    with study_lock(study_dir, options.storage_url, space.study):
         storage = storage_mod.open_storage(options.storage_url)
         try:
             return _sweep(space, options, runner, log, storage, study_dir, t_start)

@@ -2,8 +2,8 @@
 trials that a stopped sweep left RUNNING.
 
 Optuna's heartbeat (which fails stale trials) only runs inside `study.optimize()`; an ask/tell
-orchestrator has to do it itself. Here that happens when a sweep starts, under a per-study lock file,
-so no other live sweep of the study can own a RUNNING trial at that moment:
+orchestrator has to do it itself. Here that happens when a sweep starts, under the study's sweep lock,
+so no other live sweep of the study can own a RUNNING trial at that moment (`locks.study_lock`):
 - a stale trial whose `trial-<n>/outcome.json` exists had finished (the sweep died between publishing
   and telling): its results are told, nothing is lost;
 - otherwise it is told FAIL with `stale: true` (not counted towards the trials asked for) and, if
@@ -11,15 +11,12 @@ so no other live sweep of the study can own a RUNNING trial at that moment:
 """
 from __future__ import annotations
 
-import fcntl
 import warnings
 import json
 import math
-import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from mnist_etc.atomic import jsonable
 from mnist_etc.errors import UserError
@@ -29,24 +26,6 @@ from mnist_etc.sweep.trial import TrialOutcome, read_outcome, trial_dir
 
 FINGERPRINT_ATTR = "mnist_etc_search_space"
 Log = Callable[[str], None]
-
-
-@contextmanager
-def study_lock(study_dir: Path) -> Iterator[None]:
-    """One live sweep per study on this machine (a second one would fail the first one's trials as stale)."""
-    study_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(study_dir / ".sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"study {study_dir.name!r} is being swept by another process right now (lock "
-                            f"{study_dir / '.sweep.lock'}); wait for it to finish or pass another --study.") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def make_sampler(space: SearchSpace, seed: int) -> Any:
