@@ -64,16 +64,14 @@ def stop_server(proc: subprocess.Popen, grace: float = 40.0) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def serve(tmp_path):
-    """serve(args, ready_path) starts `args + ["--port", <free port>]` in a process group of its own, waits until
-    GET <base><ready_path> answers 200, and returns the base URL; every server is stopped at teardown (and
-    the test fails if one had to be killed)."""
+def server_starter(log_dir: Path):
+    """start(args, ready_path) runs `args + ["--port", <free port>]` in a process group of its own, waits until
+    GET <base><ready_path> answers 200, and returns the base URL; `procs` lists what it started."""
     procs: list[subprocess.Popen] = []
 
     def start(args: list[str], ready_path: str, env: dict | None = None, timeout: float = 120.0) -> str:
         port = free_ports(1)[0]
-        log = tmp_path / f"server-{len(procs)}.log"
+        log = log_dir / f"server-{len(procs)}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([*map(str, args), "--port", str(port)], cwd=REPO, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -94,6 +92,23 @@ def serve(tmp_path):
         pytest.fail(f"{args[1]} did not answer {base}{ready_path} within {timeout:.0f} s:\n"
                     f"{log.read_text(errors='replace')[-3000:]}")
 
+    return start, procs
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """A test's servers (see server_starter); every one is stopped at teardown, and the test fails if one had
+    to be killed."""
+    start, procs = server_starter(tmp_path)
+    yield start
+    problems = [p for proc in procs for p in stop_server(proc)]
+    assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def serve_for_module(tmp_path_factory):
+    """The same for servers that several tests of a module share (a start and a stop cost 20-30 s)."""
+    start, procs = server_starter(tmp_path_factory.mktemp("servers"))
     yield start
     problems = [p for proc in procs for p in stop_server(proc)]
     assert not problems, problems

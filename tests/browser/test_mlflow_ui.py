@@ -12,8 +12,15 @@ from tests.browser.conftest import BIN, http_json
 pytestmark = pytest.mark.slow
 
 
-def test_mlflow_ui_shows_the_sweep_runs_and_the_champion_with_its_signature(world, serve, page, screenshot):
-    base = serve([BIN / "mnist-etc", "ui", "--artifacts", world["root"]], "/health")
+@pytest.fixture(scope="module")
+def mlflow_ui(world, serve_for_module) -> str:
+    """One `mnist-etc ui` on the world's store for the module: it reads the store live, so the nightly audit
+    logged after it started shows too."""
+    return serve_for_module([BIN / "mnist-etc", "ui", "--artifacts", world["root"]], "/health")
+
+
+def test_mlflow_ui_shows_the_sweep_runs_and_the_champion_with_its_signature(world, mlflow_ui, page, screenshot):
+    base = mlflow_ui
     model = world["winner"]["mlflow"]["registered_model"]
     assert model == "mnist-etc-audit"
     exp_id = http_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=mnist-etc-sweeps"
@@ -64,11 +71,12 @@ def test_mlflow_ui_shows_the_sweep_runs_and_the_champion_with_its_signature(worl
     screenshot(page, "mlflow-ui")
 
 
-def test_mlflow_ui_shows_an_audit_runs_report_and_images(nightly_audit, serve, page, screenshot):
+def test_mlflow_ui_shows_an_audit_runs_report_and_images(world, nightly_audit, mlflow_ui, page, screenshot):
     """The nightly audit (run once per session through the stack's worker) logs its run into the world's store:
     its verdict as a tag and metrics, and its plots as artifacts that the run page previews as images."""
     assert nightly_audit["done"].returncode == 0, nightly_audit["done"].stdout[-3000:]
-    base = serve([BIN / "mnist-etc", "ui", "--artifacts", nightly_audit["champion"]["root"]], "/health")
+    assert nightly_audit["champion"]["root"] == world["root"]   # the store the module's UI shows
+    base = mlflow_ui
     exp_id = http_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=privacy-audit"
                        )["experiment"]["experiment_id"]
     runs = http_json(f"{base}/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id],
