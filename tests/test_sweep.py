@@ -210,12 +210,14 @@ def test_prefect_runner_returns_a_failed_task_as_the_trial_result(prefect_harnes
 
 
 def one_trial_crashes():
-    """Real trials on a real LocalRunner with two slots, except that trial #1 raises as a crashed worker's task
-    would, and trial #0 holds on until trial #2 has been submitted: that only happens if the orchestrator
-    refills the slot trial #1 freed while #0 still runs (a batch would wait for #0 first, and #0 would fail)."""
+    """Real trials on a real LocalRunner with two slots, except that trial #1 raises as a crashing training
+    would, trial #2 comes back lost (as from a killed worker), and trial #0 holds on until trial #2 has been
+    submitted: that only happens if the orchestrator refills the slot trial #1 freed while #0 still runs (a batch
+    would wait for #0 first, and #0 would fail)."""
     import threading
 
     from mnist_etc.sweep import LocalRunner
+    from mnist_etc.sweep.runner import TrialLost
 
     class OneTrialCrashes(LocalRunner):
         def __init__(self):
@@ -229,7 +231,9 @@ def one_trial_crashes():
 
         def run_one(self, spec):
             if spec.number == 1:
-                raise RuntimeError("worker lost")
+                raise RuntimeError("training crashed")
+            if spec.number == 2:
+                raise TrialLost("trial #2's worker was killed")
             if spec.number == 0 and not self.third_submitted.wait(timeout=120):
                 raise AssertionError("trial #2 was not started while trial #0 ran: the slot was not refilled")
             return super().run_one(spec)
@@ -238,16 +242,19 @@ def one_trial_crashes():
 
 
 @pytest.mark.slow
-def test_a_failing_trial_is_told_fail_and_the_sweep_goes_on(sweep_root, tmp_path):
+def test_a_failing_trial_is_told_fail_a_lost_one_is_retried_and_the_sweep_goes_on(sweep_root, tmp_path):
     from mnist_etc.sweep import SweepOptions, run_sweep
 
     space = load_search_space(write_space(tmp_path, "crash", trials=3, parallelism=2))
     summary = run_sweep(space, SweepOptions.build(artifacts=sweep_root), one_trial_crashes(), log=lambda s: None)
     study = study_of("crash", sweep_root)
-    assert states(study) == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert study.trials[1].user_attrs["error"] == "RuntimeError: worker lost"
+    # The crash counts as one of the 3 trials; the lost trial does not: it is failed as stale and re-run as #3.
+    assert states(study) == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
+    assert study.trials[1].user_attrs["error"] == "RuntimeError: training crashed"
+    assert study.trials[2].user_attrs["stale"] is True and "stale" not in study.trials[1].user_attrs
+    assert study.trials[3].user_attrs["retry_of"] == 2 and study.trials[3].params == study.trials[2].params
     assert not (sweep_root / "sweeps" / "crash" / "trial-1").exists()
-    assert summary.counts["FAIL"] == 1 and summary.winner is not None
+    assert summary.counts["FAIL"] == 2 and summary.counts["COMPLETE"] == 2 and summary.winner is not None
 
 
 @pytest.mark.slow

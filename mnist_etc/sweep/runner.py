@@ -13,8 +13,8 @@ A runner never touches the study storage: the orchestrator tells Optuna. Impleme
 
 - `LocalRunner` (here): a thread pool in this process, no Prefect (the library's own default);
 - `tasks.trials.PrefectTrialRunner`: one Prefect task per trial on a thread or process pool task runner;
-- `tasks.deployment_trials.DeploymentTrialRunner`: one flow run per trial on a Prefect work pool, with the
-  trial's files carried back through the MLflow server (no shared disk).
+- later (issue 11): one flow run per trial on a Prefect work pool, the trial's files carried back through
+  the MLflow server (no shared disk); `TrialLost` is what it returns for a trial whose worker was killed.
 """
 from __future__ import annotations
 
