@@ -29,7 +29,11 @@ def test_a_second_sweep_of_a_postgresql_study_is_refused_naming_the_holder(postg
     assert f"pid {os.getpid()} on " in said and "\n" not in said
     with study_lock(tmp_path / "b", postgres_url, "pgstudy"):   # released on exit
         pass
-    assert not (tmp_path / "a" / ".sweep.lock").exists()   # no local file lock for a PostgreSQL study
+    # Beside the advisory lock, the local study folder is locked too (a same-named study of another database).
+    with study_lock(tmp_path / "d", postgres_url, "pgstudy"):
+        with pytest.raises(UserError, match=r"being swept by another process right now \(lock "):
+            with study_lock(tmp_path / "d", postgres_url.rsplit("/", 1)[0] + "/postgres", "pgstudy"):
+                pass
 
 
 def test_a_killed_holder_releases_the_postgresql_lock(postgres_url, tmp_path):
@@ -40,15 +44,16 @@ def test_a_killed_holder_releases_the_postgresql_lock(postgres_url, tmp_path):
          str(tmp_path), postgres_url], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        elsewhere = tmp_path / "another-machine"   # its own study folder: only the advisory lock is shared
         with pytest.raises(UserError, match=f"pid {holder.pid} on "):
-            with study_lock(tmp_path, postgres_url, "killed"):
+            with study_lock(elsewhere, postgres_url, "killed"):
                 pass
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with study_lock(tmp_path, postgres_url, "killed"):
+                with study_lock(elsewhere, postgres_url, "killed"):
                     break
             except UserError:
                 assert time.monotonic() < deadline, "the lock outlived its killed holder by 30 s"
@@ -95,3 +100,34 @@ def test_an_unreachable_postgresql_is_one_sentence(tmp_path):
     said = str(refused.value)
     assert "could not open study storage" in said and "to lock study 's'" in said
     assert "secret" not in said and "\n" not in said
+
+
+def test_the_holder_named_is_the_one_in_the_studys_own_database(postgres_url, tmp_path):
+    """Advisory locks are per database: a study of the same name in another database is another study, and
+    its sweep is neither blocking this one nor named as this one's holder."""
+    import psycopg2
+
+    from mnist_etc.sweep.locks import sweep_lock_keys
+
+    other_db = postgres_url.rsplit("/", 1)[1] + "_other"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{other_db}"')
+    elsewhere = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=other_db,
+                                 application_name="a sweep of the other database", connect_timeout=5)
+    try:
+        with elsewhere.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", sweep_lock_keys("same"))
+            assert cur.fetchone()[0]
+        with study_lock(tmp_path / "a", postgres_url, "same"):   # not blocked by the other database's holder
+            with pytest.raises(UserError) as refused:
+                with study_lock(tmp_path / "b", postgres_url, "same"):
+                    pass
+        assert f"pid {os.getpid()} on " in str(refused.value), refused.value
+        assert "other database" not in str(refused.value), refused.value
+    finally:
+        elsewhere.close()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{other_db}" WITH (FORCE)')
+        admin.close()

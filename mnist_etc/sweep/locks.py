@@ -4,7 +4,7 @@ A second live sweep of a study would fail the first one's RUNNING trials as stal
 `study_lock` refuses it with one sentence:
 
 - SQLite storage (one machine: the file cannot be shared safely): an exclusive fcntl lock on
-  `<study_dir>/.sweep.lock`.
+  `<study_dir>/.sweep.lock`. Taken for PostgreSQL studies too: it guards the local study folder.
 - PostgreSQL storage (sweeps of one study may start on several machines): a session-level advisory lock on
   the study's database, keyed on the study name, held on one dedicated connection for the sweep's life. The
   server releases it when that connection ends, so a sweep killed with SIGKILL, or a machine that vanished,
@@ -26,6 +26,10 @@ from mnist_etc.errors import UserError
 # The advisory lock's first key: "a sweep of a study" (the second key is the study name's CRC-32). Distinct
 # from storage.SCHEMA_LOCK_KEY, which uses the one-key form.
 SWEEP_LOCK_NAMESPACE = zlib.crc32(b"mnist-etc sweep of a study")
+# Session settings of the lock connection. The server keeps its own watch on the holder's TCP connection:
+# a holder whose machine vanished without closing it (power loss, partition) loses the lock after about
+# idle + interval x count = 60 s instead of the kernel's default of over two hours. Ignored on Unix sockets.
+SERVER_KEEPALIVE = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
 
 
 def _int4(value: int) -> int:
@@ -43,7 +47,9 @@ def study_lock(study_dir: Path, storage_url: str | None = None, study: str | Non
     from mnist_etc.sweep.storage import sqlite_path
 
     if storage_url is not None and sqlite_path(storage_url) is None:
-        with _postgres_lock(storage_url, study or Path(study_dir).name):
+        # Both: the advisory lock keeps other machines out; the file lock keeps a same-named study of another
+        # database out of this machine's `<artifacts>/sweeps/<study>/`.
+        with _file_lock(Path(study_dir)), _postgres_lock(storage_url, study or Path(study_dir).name):
             yield
         return
     with _file_lock(Path(study_dir)):
@@ -76,20 +82,21 @@ def _postgres_lock(storage_url: str, study: str) -> Iterator[None]:
     import sqlalchemy
     import sqlalchemy.exc
 
-    from mnist_etc.sweep.storage import engine_url, redact
+    from mnist_etc.sweep.storage import engine_url, failure_reason, redact
 
     ns, key = sweep_lock_keys(study)
-    # keepalives: the connection idles for the whole sweep, and a silently dropped one would drop the lock.
+    # The connection idles for the whole sweep. Client keepalives: a silently dropped one would drop the lock.
+    # Server keepalives (SERVER_KEEPALIVE): the server itself notices a holder's machine that vanished.
     engine = sqlalchemy.create_engine(engine_url(storage_url), poolclass=sqlalchemy.pool.NullPool,
                                       connect_args={"connect_timeout": 10, "application_name": holder_name(study),
-                                                    "keepalives": 1, "keepalives_idle": 30})
+                                                    "keepalives": 1, "keepalives_idle": 30,
+                                                    "options": SERVER_KEEPALIVE})
     try:
         try:
             con = engine.connect()
         except sqlalchemy.exc.DBAPIError as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise UserError(f"could not open study storage {redact(storage_url)!r} to lock study {study!r} "
-                            f"({reason}).") from None
+                            f"({failure_reason(exc)}).") from None
         with con:
             con.execution_options(isolation_level="AUTOCOMMIT")
             got = con.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": ns, "key": key}).scalar()
@@ -114,7 +121,9 @@ def _holder(con: object, ns: int, key: int) -> str:
 
     row = con.execute(sqlalchemy.text(
         "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :ns AND l.objid = :key AND l.objsubid = 2"),
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :ns AND l.objid = :key AND l.objsubid = 2 "
+        # advisory locks are per database: the same study name in another database is another study
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
         {"ns": ns % (1 << 32), "key": key % (1 << 32)}).first()
     if row is None:
         return "another sweep (it has just finished? try again)"

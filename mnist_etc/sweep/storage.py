@@ -89,6 +89,12 @@ def engine_url(url: str) -> str:
     return url
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The first line of the driver's message of a SQLAlchemy error (its own text adds the SQL and a link)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _enable_wal(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
@@ -147,7 +153,6 @@ def open_storage(url: str) -> Any:
                 _enable_wal(path)
             return optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine_kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError) as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise UserError(f"could not open study storage {redact(url)!r} ({reason}).") from None
+        raise UserError(f"could not open study storage {redact(url)!r} ({failure_reason(exc)}).") from None
     except ImportError as exc:
         raise UserError(f"no database driver for {redact(url)!r} ({exc}); PostgreSQL needs psycopg2-binary.") from None
