@@ -28,9 +28,17 @@ demo: setup
 demo-core: setup
 	$(VENV)/bin/mnist-etc demo
 
-# Local Prefect server + process work pool + `prefect deploy --all` + worker, all on 127.0.0.1.
+# Local stack on 127.0.0.1 (deployments/local_stack.py): Prefect server (SQLite), work pools `mnist-etc` and
+# `mnist-etc-trials`, `prefect deploy --all`, worker `local-worker` on `mnist-etc`.
+# `make stack-up SCALE=N` adds N trial workers on `mnist-etc-trials` and an MLflow server, and puts Prefect, MLflow
+# and the study on PostgreSQL: DATABASE_URL=postgresql://USER@HOST:PORT/NAME on the command line (the environment's
+# DATABASE_URL is ignored: the name is too common), default postgresql://postgres@127.0.0.1:5432/mnist_etc.
+# See docs/scale-out.md.
+SCALE ?=
+SCALE_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/mnist_etc
+STACK_DATABASE_URL = $(if $(filter command line,$(origin DATABASE_URL)),$(DATABASE_URL),$(if $(SCALE),$(SCALE_DATABASE_URL)))
 stack-up: setup
-	$(PY) deployments/local_stack.py up
+	$(PY) deployments/local_stack.py up $(if $(SCALE),--workers $(SCALE)) $(if $(STACK_DATABASE_URL),--database-url '$(STACK_DATABASE_URL)')
 
 stack-down:
 	$(PY) deployments/local_stack.py down

@@ -1,13 +1,31 @@
-"""Stand up (and tear down) mnist-etc's local Prefect stack: server, process work pool, deployments, worker.
+"""Stand up (and tear down) mnist-etc's local Prefect stack: Prefect server, work pools, deployments, workers, and
+(when asked) an MLflow tracking server.
 
-    .venv/bin/python deployments/local_stack.py up [--port 4200] [--database-url postgresql+asyncpg://...]
-    source artifacts/prefect/env.sh          # PREFECT_API_URL and PREFECT_HOME for this stack
+    .venv/bin/python deployments/local_stack.py up [--port 4200]                  # the default stack, below
+    .venv/bin/python deployments/local_stack.py up --workers 2 \\
+        --database-url postgresql://postgres@127.0.0.1:5432/mnist_etc            # the scaled stack (make stack-up SCALE=2)
+    source artifacts/prefect/env.sh          # PREFECT_API_URL, PREFECT_HOME (and MLFLOW_TRACKING_URI) of this stack
     prefect deployment run 'privacy-audit/nightly' --watch
+    .venv/bin/python deployments/local_stack.py status
     .venv/bin/python deployments/local_stack.py down
 
-Everything binds to 127.0.0.1. The server keeps its SQLite database in the stack's PREFECT_HOME unless a
-PostgreSQL URL is given. Server and worker run in their own process groups, recorded in stack.json;
-`down` stops both groups (and everything they started), so no orphan process remains.
+What `up` starts (everything on 127.0.0.1 unless --host names another address of this machine):
+- a Prefect server: SQLite in the stack's PREFECT_HOME, or PostgreSQL with --database-url;
+- work pools `mnist-etc` and `mnist-etc-trials` (process type) and `prefect deploy --all` (prefect.yaml);
+- worker `local-worker` on `mnist-etc`;
+- with --workers N: N workers `trials-1`..`trials-N` on `mnist-etc-trials`, one flow run (one trial) at a time each,
+  and an MLflow tracking server with proxied artifacts (trials send their files there: no shared disk);
+- with --mlflow (implied by --workers and --database-url): that MLflow server, on SQLite in the stack directory
+  unless --database-url is given.
+
+--database-url postgresql://USER@HOST:PORT/NAME names the stack's PostgreSQL: database NAME is left for the Optuna
+study (the sweep's --storage, exported as MNIST_ETC_STUDY_STORAGE), Prefect uses NAME_prefect and MLflow NAME_mlflow;
+the three are created when missing.
+
+Every worker runs in its own directory, <dir>/workers/<name>/ (its working directory and $MNIST_ETC_WORKER_DIR, which
+its flow runs inherit), with its own PREFECT_HOME there. Each server and worker is the leader of its own process
+group, recorded in stack.json with its name; Prefect starts each flow run in a session of its own, so `down` also
+stops the sessions of every worker's descendants: workers (and their flow runs) first, then MLflow, then Prefect.
 """
 from __future__ import annotations
 
@@ -15,95 +33,334 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports, port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / "artifacts" / "prefect"
 WORK_POOL = "mnist-etc"
+TRIALS_POOL = "mnist-etc-trials"
+MAIN_WORKER = "local-worker"
 HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+WORKER_DIR_ENV = "MNIST_ETC_WORKER_DIR"   # read by mnist_etc.sweep.transport.worker_dir()
+POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
+URL_EXAMPLE = "postgresql://postgres@127.0.0.1:5432/mnist_etc"
+# Roles in the order `down` stops them.
+STOP_ORDER = ("worker", "mlflow", "prefect")
 
 
 def prefect_bin() -> str:
     return str(Path(sys.executable).parent / "prefect")
 
 
-def stack_env(stack_dir: Path, port: int, database_url: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(PREFECT_HOME=str(stack_dir / "home"), PREFECT_API_URL=f"http://{HOST}:{port}/api",
-               PREFECT_SERVER_API_HOST=HOST, PREFECT_SERVER_API_PORT=str(port),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="true",
-               PREFECT_CLI_PROMPT="false", PYTHONUNBUFFERED="1")
-    if database_url:
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
-    return env
+def mlflow_bin() -> str:
+    return str(Path(sys.executable).parent / "mlflow")
 
 
 def free_port() -> int:
     return free_ports(1, HOST)[0]
 
 
-def wait_healthy(api_url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+# ----------------------------------------------------------------------------------------------- input
+
+class Databases:
+    """The stack's PostgreSQL databases, derived from one --database-url: NAME (the Optuna study), NAME_prefect,
+    NAME_mlflow. `label` names the server (host:port) without user or password, for messages."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            parsed = None
+        if parsed is None or parsed.drivername not in POSTGRES_DRIVERS or not parsed.database:
+            shown = parsed.render_as_string(hide_password=True) if parsed is not None else url
+            raise UserError(f"--database-url {shown!r} is not a PostgreSQL URL with a database name; use one like "
+                            f"{URL_EXAMPLE}.")
+        self.url = parsed.set(drivername="postgresql")
+        self.host = parsed.host or "localhost"
+        self.port = parsed.port or 5432
+        self.label = f"{self.host}:{self.port}"
+        self.name = parsed.database
+
+    def _url(self, driver: str, database: str) -> str:
+        return self.url.set(drivername=driver, database=database).render_as_string(hide_password=False)
+
+    @property
+    def study(self) -> str:
+        return self._url("postgresql", self.name)
+
+    @property
+    def prefect(self) -> str:
+        return self._url("postgresql+asyncpg", f"{self.name}_prefect")
+
+    @property
+    def mlflow(self) -> str:   # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3; the venv ships psycopg2
+        return self._url("postgresql+psycopg2", f"{self.name}_mlflow")
+
+    def names(self) -> list[str]:
+        return [self.name, f"{self.name}_prefect", f"{self.name}_mlflow"]
+
+    def _connect(self) -> Any:
+        import psycopg2
+
+        u = self.url
+        return psycopg2.connect(host=self.host, port=self.port, user=u.username, password=u.password,
+                                dbname="postgres", connect_timeout=5, application_name="mnist-etc local_stack")
+
+    def check_reachable(self) -> None:
+        import psycopg2
+
+        try:
+            self._connect().close()
+        except psycopg2.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"PostgreSQL at {self.label} (--database-url) cannot be reached ({reason}); start it "
+                            f"or pass the URL of a running server, like {URL_EXAMPLE}.") from None
+
+    def create_missing(self) -> list[str]:
+        import psycopg2
+
+        con = self._connect()
+        con.autocommit = True
+        created = []
+        try:
+            with con.cursor() as cur:
+                for name in self.names():
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                    if cur.fetchone() is None:
+                        cur.execute(f'CREATE DATABASE "{name}"')
+                        created.append(name)
+        except psycopg2.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"could not create the stack's databases {', '.join(self.names())} on PostgreSQL at "
+                            f"{self.label} ({reason}); create them yourself or use a role that may.") from None
+        finally:
+            con.close()
+        return created
+
+
+def check_workers(workers: int | None) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UserError(f"--workers {workers} is not a number of trial workers; pass 1 or more (or leave it out for "
+                        f"the default stack, which has none).")
+
+
+def check_host(host: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, 0))
+        except OSError:
+            raise UserError(f"--host {host!r} is not an IPv4 address of this machine; pass 127.0.0.1 or one of its "
+                            f"private interface addresses (ip -4 addr).") from None
+
+
+def check_port(port: int, host: str, option: str) -> None:
+    if not 0 < port < 65536:
+        raise UserError(f"{option} {port} is not a TCP port; pass one in 1..65535.")
+    if not port_is_free(port, host):
+        raise UserError(f"port {port} on {host} ({option}) is taken; pass {option} with a free port (for example "
+                        f"{free_ports(1, host)[0]}).")
+
+
+# ----------------------------------------------------------------------------------------------- processes
+
+def base_env(stack_dir: Path, api_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+    env.update(PREFECT_HOME=str(stack_dir / "home"), PREFECT_API_URL=api_url,
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_CLI_PROMPT="false", PYTHONUNBUFFERED="1",
+               # prefect.yaml's pull step is `set_working_directory: {{ $PWD }}`, templated by `prefect deploy` from
+               # its environment (not its working directory): the deployments must record the repository even when
+               # `up` is run from elsewhere.
+               PWD=str(REPO))
+    return env
+
+
+def stack_env(stack_dir: Path, port: int, database_url: str | None = None, host: str = HOST) -> dict[str, str]:
+    """The environment of the Prefect server and of the `prefect` commands run against it."""
+    env = base_env(stack_dir, f"http://{host}:{port}/api")
+    env.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="true")
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    return env
+
+
+def spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        # A session of its own, so `down` can signal the whole group (uvicorn and gunicorn children).
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def run(*cmds: list[str], env: dict[str, str]) -> None:
+    """Run the commands side by side (each `prefect` command spends seconds importing); fail on the first error."""
+    running = [(cmd, subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)) for cmd in cmds]
+    outputs = [proc.communicate() for _, proc in running]   # all of them end before any failure is raised
+    for (cmd, proc), (out, err) in zip(running, outputs):
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd[1:4])} failed (exit {proc.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float, what: str = "the Prefect server"
+                 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the Prefect server exited during start-up (code {proc.returncode}); last log "
-                             f"lines:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+            raise SystemExit(f"{what} exited during start-up (code {proc.returncode}); last log lines:\n"
+                             + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
         try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"the Prefect server did not answer {api_url}/health within {timeout:.0f} s; see {log}")
+    raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")
 
 
-def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        # A session of its own, so `down` can signal the whole group (uvicorn, worker's flow-run children).
-        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+def online_workers(api_url: str, pool: str, since: datetime | None = None) -> set[str]:
+    """Names of the pool's ONLINE workers (with a heartbeat after `since`: a restarted stack on the same database
+    still lists the previous workers of the same names as ONLINE for a while)."""
+    req = urllib.request.Request(f"{api_url}/work_pools/{pool}/workers/filter", data=b"{}",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        workers = json.loads(r.read())
+    return {w["name"] for w in workers if w.get("status") == "ONLINE"
+            and (since is None or datetime.fromisoformat(w["last_heartbeat_time"]) >= since)}
 
 
-def run(cmd: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[1:4])} failed (exit {done.returncode}):\n{done.stdout[-3000:]}"
-                         f"\n{done.stderr[-3000:]}")
+def wait_workers_online(state: dict, procs: dict[str, subprocess.Popen], since: datetime, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {p["name"]: p for p in state["processes"] if p["role"] == "worker"}
+    while pending:
+        for name, p in pending.items():
+            if procs[name].poll() is not None:
+                raise SystemExit(f"worker {name} exited during start-up (code {procs[name].returncode}); last log "
+                                 f"lines:\n" + "\n".join(Path(p["log"]).read_text(errors="replace")
+                                                         .splitlines()[-15:]))
+        for pool in {p["pool"] for p in pending.values()}:
+            try:
+                for name in online_workers(state["api_url"], pool, since):
+                    pending.pop(name, None)
+            except OSError:
+                pass
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"workers {', '.join(pending)} did not come ONLINE within {timeout:.0f} s; see "
+                             f"{', '.join(p['log'] for p in pending.values())}")
+        time.sleep(1.0)
 
 
-def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool = True,
-       timeout: float = 120.0) -> dict:
-    stack_dir.mkdir(parents=True, exist_ok=True)
+def start_worker(stack_dir: Path, env: dict[str, str], name: str, pool: str, limit: int | None) -> tuple[dict, Any]:
+    wdir = stack_dir / "workers" / name
+    wdir.mkdir(parents=True, exist_ok=True)
+    # Its own PREFECT_HOME too: nothing of a worker lives in a folder another worker shares. Its flow runs inherit
+    # this environment (prefect/workers/process.py), MNIST_ETC_WORKER_DIR included.
+    wenv = dict(env, PREFECT_HOME=str(wdir / "prefect-home"), PWD=str(wdir), **{WORKER_DIR_ENV: str(wdir)})
+    cmd = [prefect_bin(), "worker", "start", "--pool", pool, "--type", "process", "--name", name]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    log = wdir / "worker.log"
+    proc = spawn(cmd, wenv, log, cwd=wdir)
+    return {"name": name, "role": "worker", "pool": pool, "dir": str(wdir), "log": str(log), "pgid": proc.pid}, proc
+
+
+def start_mlflow(stack_dir: Path, backend_uri: str, host: str, port: int) -> tuple[dict, subprocess.Popen]:
+    artifacts = stack_dir / "mlflow-artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    log = stack_dir / "mlflow.log"
+    # No job execution (MLflow's huey consumers for GenAI scoring jobs, unused here): measured on this machine it
+    # is 10 processes and ~1.1 GB RSS instead of 2 and ~0.5 GB, and a slower stop.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # One web worker: the server is I/O bound here and each worker costs memory.
+    proc = spawn([mlflow_bin(), "server", "--backend-store-uri", backend_uri, "--serve-artifacts",
+                  "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port), "--workers", "1"],
+                 env, log, cwd=stack_dir)
+    return {"name": "mlflow-server", "role": "mlflow", "url": f"http://{host}:{port}", "log": str(log),
+            "pgid": proc.pid}, proc
+
+
+def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool = True, timeout: float = 120.0,
+       workers: int | None = None, mlflow: bool = False, mlflow_port: int | None = None, host: str = HOST) -> dict:
+    """Start the stack; bad input raises UserError before anything starts. Returns the state of stack.json."""
+    stack_dir = Path(stack_dir).resolve()
+    check_workers(workers)
+    dbs = Databases(database_url) if database_url else None
     state_file = stack_dir / "stack.json"
     if state_file.exists() and any(alive(p) for p in json.loads(state_file.read_text())["pgids"]):
-        raise SystemExit(f"a stack is already running ({state_file}); run 'down' first.")
-    port = port or 4200
-    if not port_is_free(port, HOST):
-        raise SystemExit(f"port {port} on {HOST} is taken; pass --port with a free port (for example "
-                         f"{free_port()}).")
-    env = stack_env(stack_dir, port, database_url)
-    server = spawn([prefect_bin(), "server", "start", "--host", HOST, "--port", str(port)], env,
+        raise UserError(f"a stack is already running ({state_file}); run 'down' first.")
+    check_host(host)
+    port = port or DEFAULT_PORT
+    check_port(port, host, "--port")
+    with_mlflow = bool(mlflow or workers or dbs)
+    if with_mlflow:
+        if mlflow_port is None:
+            mlflow_port = next(p for p in free_ports(2, host) if p != port)
+        else:
+            check_port(mlflow_port, host, "--mlflow-port")
+            if mlflow_port == port:
+                raise UserError(f"--mlflow-port {mlflow_port} is the Prefect --port; pass another one.")
+    if dbs:
+        dbs.check_reachable()
+        dbs.create_missing()
+
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    env = stack_env(stack_dir, port, dbs.prefect if dbs else None, host)
+    procs: dict[str, subprocess.Popen] = {}
+    server = spawn([prefect_bin(), "server", "start", "--host", host, "--port", str(port)], env,
                    stack_dir / "server.log")
-    state = {"port": port, "api_url": env["PREFECT_API_URL"], "prefect_home": env["PREFECT_HOME"],
-             "database_url": database_url, "pgids": [server.pid]}
+    procs["prefect-server"] = server
+    state: dict[str, Any] = {
+        "port": port, "api_url": env["PREFECT_API_URL"], "prefect_home": env["PREFECT_HOME"], "host": host,
+        "database_url": database_url, "prefect_database": dbs.prefect if dbs else "sqlite (PREFECT_HOME)",
+        "study_storage": dbs.study if dbs else None, "mlflow_url": None, "mlflow_backend": None,
+        "processes": [{"name": "prefect-server", "role": "prefect", "url": env["PREFECT_API_URL"],
+                       "log": str(stack_dir / "server.log"), "pgid": server.pid}]}
     write_state(stack_dir, state)
     try:
-        wait_healthy(env["PREFECT_API_URL"], server, stack_dir / "server.log", timeout)
-        run([prefect_bin(), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], env)
+        if with_mlflow:
+            backend = dbs.mlflow if dbs else f"sqlite:///{stack_dir / 'mlflow.db'}"
+            entry, procs["mlflow-server"] = start_mlflow(stack_dir, backend, host, mlflow_port)
+            state["processes"].append(entry)
+            state.update(mlflow_url=entry["url"], mlflow_backend=backend)
+            write_state(stack_dir, state)
+        wait_healthy(f"{env['PREFECT_API_URL']}/health", server, stack_dir / "server.log", timeout)
+        run(*([prefect_bin(), "work-pool", "create", pool, "--type", "process", "--overwrite"]
+              for pool in (WORK_POOL, TRIALS_POOL)), env=env)
+        if with_mlflow:   # the workers get its URL
+            wait_healthy(f"{state['mlflow_url']}/health", procs["mlflow-server"], stack_dir / "mlflow.log", timeout,
+                         "the MLflow server")
+        worker_env = base_env(stack_dir, env["PREFECT_API_URL"])
+        if state["mlflow_url"]:
+            worker_env["MLFLOW_TRACKING_URI"] = state["mlflow_url"]
+        # One trial at a time per trials worker: a worker is one trial slot, and the next trial goes to an idle one.
+        planned = [(MAIN_WORKER, WORK_POOL, None)] + [(f"trials-{i}", TRIALS_POOL, 1)
+                                                       for i in range(1, (workers or 0) + 1)]
+        since = datetime.now(timezone.utc) - timedelta(seconds=2)
+        for name, pool, limit in planned:   # started before the deploy, which they do not need: they start meanwhile
+            entry, procs[name] = start_worker(stack_dir, worker_env, name, pool, limit)
+            state["processes"].append(entry)
+            write_state(stack_dir, state)
         if deploy:
-            run([prefect_bin(), "--no-prompt", "deploy", "--all"], env)
-        worker = spawn([prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--type", "process",
-                        "--name", "local-worker"], env, stack_dir / "worker.log")
-        state["pgids"].append(worker.pid)
-        write_state(stack_dir, state)
+            run([prefect_bin(), "--no-prompt", "deploy", "--all"], env=env)
+        wait_workers_online(state, procs, since, timeout)
     except BaseException:
         down(stack_dir)
         raise
@@ -111,11 +368,18 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
 
 
 def write_state(stack_dir: Path, state: dict) -> None:
+    state["pgids"] = [p["pgid"] for p in state["processes"]]
     (stack_dir / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
-    (stack_dir / "env.sh").write_text(
-        f"# source this file to talk to the local mnist-etc Prefect stack\n"
-        f"export PREFECT_API_URL={state['api_url']}\nexport PREFECT_HOME={state['prefect_home']}\n")
+    lines = ["# source this file to talk to the local mnist-etc stack (deployments/local_stack.py)",
+             f"export PREFECT_API_URL={state['api_url']}", f"export PREFECT_HOME={state['prefect_home']}"]
+    if state.get("mlflow_url"):
+        lines.append(f"export MLFLOW_TRACKING_URI={state['mlflow_url']}")
+    if state.get("study_storage"):
+        lines.append(f"export MNIST_ETC_STUDY_STORAGE={state['study_storage']}   # the sweep's --storage")
+    (stack_dir / "env.sh").write_text("\n".join(lines) + "\n")
 
+
+# ----------------------------------------------------------------------------------------------- stopping
 
 def alive(pgid: int) -> bool:
     try:
@@ -123,6 +387,50 @@ def alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every process, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()   # the command name (in parentheses) may hold spaces
+        table[int(entry)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def tree_groups(pgids: list[int]) -> list[int]:
+    """The process groups of every member of `pgids` and of all their descendants: a Prefect worker starts each
+    flow run in a session (and group) of its own, out of reach of a signal to the worker's group."""
+    table = process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = [pid for pid, (_, pgid) in table.items() if pgid in pgids]
+    seen: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, ()))
+    groups = list(pgids)
+    for pid in sorted(seen):
+        if table[pid][1] not in groups:
+            groups.append(table[pid][1])
+    return groups
+
+
+def signal_groups(pgids: list[int], sig: int) -> None:
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _reap(pgids: list[int]) -> None:
@@ -135,54 +443,117 @@ def _reap(pgids: list[int]) -> None:
             pass
 
 
-def down(stack_dir: Path, timeout: float = 20.0) -> list[int]:
-    state_file = stack_dir / "stack.json"
-    if not state_file.exists():
-        return []
-    pgids = json.loads(state_file.read_text())["pgids"]
+def stop_groups(pgids: list[int], timeout: float) -> None:
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        for pgid in reversed(pgids):  # worker first, then the server it talks to
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                pass
+        signal_groups(pgids, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(alive(p) for p in pgids):
             _reap(pgids)
             time.sleep(0.2)
+        _reap(pgids)
         if not any(alive(p) for p in pgids):
-            break
-    _reap(pgids)
+            return
+
+
+def kill_worker(stack_dir: Path, name: str, sig: int = signal.SIGKILL) -> list[int]:
+    """Signal worker `name` and the flow runs it started, as the loss of its machine would: its process group
+    and the groups of all its descendants. Returns those groups."""
+    state = json.loads((Path(stack_dir) / "stack.json").read_text())
+    entry = next((p for p in state["processes"] if p["name"] == name and p["role"] == "worker"), None)
+    if entry is None:
+        raise UserError(f"no worker named {name!r} in {stack_dir}; the workers are "
+                        f"{', '.join(p['name'] for p in state['processes'] if p['role'] == 'worker')}.")
+    groups = tree_groups([entry["pgid"]])
+    signal_groups(groups, sig)
+    return groups
+
+
+def down(stack_dir: Path, timeout: float = 20.0) -> list[int]:
+    """Stop the stack: the workers with every flow run they started, then MLflow, then Prefect. Returns every
+    process group signalled."""
+    state_file = Path(stack_dir) / "stack.json"
+    if not state_file.exists():
+        return []
+    state = json.loads(state_file.read_text())
+    processes = state.get("processes") or [{"role": "worker", "pgid": p} for p in state["pgids"]]
+    stopped: list[int] = []
+    for role in STOP_ORDER:
+        groups = tree_groups([p["pgid"] for p in processes if p["role"] == role])
+        stop_groups(groups, timeout)
+        stopped += groups
     state_file.unlink()
-    return pgids
+    return stopped
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+def status(stack_dir: Path) -> int:
+    state_file = stack_dir / "stack.json"
+    if not state_file.exists():
+        print(f"no stack is running ({state_file} does not exist)")
+        return 1
+    state = json.loads(state_file.read_text())
+    print(f"Prefect API {state['api_url']} (database {redact(state.get('prefect_database'))})")
+    if state.get("mlflow_url"):
+        print(f"MLflow      {state['mlflow_url']} (backend {redact(state.get('mlflow_backend'))})")
+    if state.get("study_storage"):
+        print(f"study       {redact(state['study_storage'])} (the sweep's --storage)")
+    down_count = 0
+    for p in state.get("processes", []):
+        up_now = alive(p["pgid"])
+        down_count += not up_now
+        where = f"pool {p['pool']:<17} dir {p['dir']}" if p["role"] == "worker" else p.get("url", "")
+        print(f"  {p['name']:<15} pgid {p['pgid']:<8} {'running' if up_now else 'STOPPED':<8} {where}")
+    return 2 if down_count else 0
+
+
+def redact(url: str | None) -> str:
+    if not url or "://" not in url:
+        return str(url)
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["up", "down", "status"])
-    ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"stack state, logs, PREFECT_HOME "
-                                                                   f"(default {DEFAULT_DIR})")
-    ap.add_argument("--port", type=int, default=None, help="Prefect API port on 127.0.0.1 (default 4200)")
+    ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"stack state, logs, PREFECT_HOME, worker "
+                                                                   f"directories (default {DEFAULT_DIR})")
+    ap.add_argument("--port", type=int, default=None, help=f"Prefect API port (default {DEFAULT_PORT})")
     ap.add_argument("--database-url", default=None,
-                    help="server database, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/prefect "
-                         "(default: SQLite in the stack's PREFECT_HOME)")
+                    help=f"the stack's PostgreSQL, e.g. {URL_EXAMPLE}: Prefect uses database NAME_prefect, MLflow "
+                         f"NAME_mlflow, the study NAME (created when missing); default: SQLite files in --dir")
+    ap.add_argument("--workers", type=int, default=None,
+                    help=f"trial workers on work pool {TRIALS_POOL} (trials-1..N, one trial at a time each); "
+                         f"implies --mlflow (default: none)")
+    ap.add_argument("--mlflow", action="store_true",
+                    help="start an MLflow tracking server with proxied artifacts (SQLite in --dir unless "
+                         "--database-url); implied by --workers and --database-url")
+    ap.add_argument("--mlflow-port", type=int, default=None, help="MLflow server port (default: a free one)")
+    ap.add_argument("--host", default=HOST,
+                    help=f"address the Prefect and MLflow servers bind to (default {HOST}); a private interface "
+                         f"address lets workers on other machines in (docs/scale-out.md)")
     ap.add_argument("--no-deploy", action="store_true", help="skip 'prefect deploy --all'")
     args = ap.parse_args()
-    if args.command == "up":
-        state = up(args.dir, args.port, args.database_url, deploy=not args.no_deploy)
-        print(f"Prefect server {state['api_url']} (UI http://{HOST}:{state['port']}), work pool '{WORK_POOL}', "
-              f"worker running; logs in {args.dir}.\nNext: source {args.dir / 'env.sh'} && "
-              f"prefect deployment run 'privacy-audit/nightly' --watch")
-    elif args.command == "down":
-        stopped = down(args.dir)
-        print(f"stopped process groups {stopped}" if stopped else "no stack was running")
-    else:
-        state_file = args.dir / "stack.json"
-        if not state_file.exists():
-            print("no stack is running")
-            return 1
-        state = json.loads(state_file.read_text())
-        print(json.dumps({**state, "alive": [alive(p) for p in state["pgids"]]}, indent=2))
+    try:
+        if args.command == "up":
+            state = up(args.dir, args.port, args.database_url, deploy=not args.no_deploy, workers=args.workers,
+                       mlflow=args.mlflow, mlflow_port=args.mlflow_port, host=args.host)
+            workers = [p["name"] for p in state["processes"] if p["role"] == "worker"]
+            print(f"Prefect server {state['api_url']} (UI http://{state['host']}:{state['port']}, database "
+                  f"{redact(state['prefect_database'])}), work pools '{WORK_POOL}' and '{TRIALS_POOL}', workers "
+                  f"{', '.join(workers)}" + (f", MLflow server {state['mlflow_url']}" if state["mlflow_url"] else "")
+                  + f"; logs in {args.dir}.\nNext: source {args.dir / 'env.sh'} && "
+                  f"prefect deployment run 'privacy-audit/nightly' --watch")
+        elif args.command == "down":
+            stopped = down(args.dir)
+            print(f"stopped process groups {stopped}" if stopped else "no stack was running")
+        else:
+            return status(args.dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

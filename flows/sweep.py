@@ -25,6 +25,7 @@ from mnist_etc.artifact_keys import artifact_key
 from mnist_etc.markdown_images import inline_images
 from mnist_etc.sweep import SweepOptions, run_sweep
 from mnist_etc.sweep.space import SearchSpace, load_search_space
+from tasks.deployment_trials import DeploymentTrialRunner
 from tasks.trials import PrefectTrialRunner, make_task_runner
 
 
@@ -69,15 +70,19 @@ def _run_name() -> str:
       description="Optuna sweep over training settings, scored on test accuracy and attack leakage.")
 def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | None = None,
           parallelism: int | None = None, storage: str | None = None, study: str | None = None,
-          mlflow_uri: str | None = None, task_runner: Literal["threads", "processes"] = "threads",
+          mlflow_uri: str | None = None, task_runner: Literal["threads", "processes", "deployment"] = "threads",
           artifacts: str = "artifacts") -> dict[str, Any]:
     # A path is read here; a SearchSpace (from the CLI, or a mapping in --params) arrives validated.
     search = space if isinstance(space, SearchSpace) else load_search_space(space)
     search = search.with_overrides(study=study, trials=trials, parallelism=parallelism)
     options = SweepOptions.build(storage=storage, artifacts=artifacts, mlflow_uri=mlflow_uri)
     logger = get_run_logger()
-    with _workers_share_temporary_server(task_runner), make_task_runner(task_runner, search.parallelism) as runner:
-        summary = run_sweep(search, options, PrefectTrialRunner(runner), log=logger.info)
+    if task_runner == "deployment":   # one flow run per trial on work pool mnist-etc-trials, files via MLflow
+        trials_runner = DeploymentTrialRunner.checked(options.mlflow_uri, log=logger.info)
+        summary = run_sweep(search, options, trials_runner, log=logger.info)
+    else:
+        with _workers_share_temporary_server(task_runner), make_task_runner(task_runner, search.parallelism) as runner:
+            summary = run_sweep(search, options, PrefectTrialRunner(runner), log=logger.info)
     study_dir = Path(summary.files["summary_md"]).parent
     create_markdown_artifact(markdown=inline_images(summary.markdown, study_dir), key=artifact_key("sweep", search.study),
                              description=f"Sweep {search.study}: Pareto front, winner and report files.")

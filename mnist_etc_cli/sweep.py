@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+RUNNERS = ("threads", "processes", "deployment")   # flows/sweep.py's task_runner values
 STORAGE_HELP = ("Optuna storage URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
                 "(default: sqlite:///<artifacts>/sweeps/optuna.db)")
 
@@ -28,8 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--study", help="study name (default: the YAML's); letters, digits, '-', '_'")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: sqlite:///<artifacts>/mlflow.db)")
-    p.add_argument("--task-runner", choices=("threads", "processes"), default="threads",
-                   help="Prefect task runner for the trials (default: threads)")
+    p.add_argument("--runner", "--task-runner", dest="runner", choices=RUNNERS, default="threads",
+                   help="where trials run: threads or processes of this flow run (Prefect task runners), or "
+                        "deployment: one flow run per trial on work pool mnist-etc-trials, served by workers on "
+                        "any machine (needs PREFECT_API_URL, the trial/default deployment and an http:// "
+                        "--mlflow-uri); default: threads. --task-runner is the old name.")
     p.add_argument("--no-prefect", action="store_true",
                    help="run trials in a plain thread pool without Prefect (no Prefect server start-up)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
@@ -57,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from mnist_etc.errors import UserError
     from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
     from mnist_etc.sweep.orchestrator import preflight
     from mnist_etc.sweep.space import load_search_space
@@ -68,6 +73,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     options = SweepOptions.build(storage=args.storage, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri)
     open_storage(options.storage_url)
     preflight(space)
+    if args.no_prefect and args.runner == "deployment":
+        raise UserError("--no-prefect runs the trials in this process; it cannot be combined with --runner "
+                        "deployment (drop one of them).")
+    if args.runner == "deployment":   # the Prefect API, the MLflow server and trial/default, before any flow run
+        from tasks.deployment_trials import check_deployment_runner
+
+        check_deployment_runner(options.mlflow_uri)
     if args.no_prefect:
         summary = run_sweep(space, options, LocalRunner(space.parallelism))
         print_summary(summary.to_dict())
@@ -77,7 +89,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from flows.sweep import sweep
 
     # The validated search space itself, overrides applied: the flow does not read the file again.
-    result = sweep(space=space, storage=args.storage, mlflow_uri=args.mlflow_uri, task_runner=args.task_runner,
+    result = sweep(space=space, storage=args.storage, mlflow_uri=args.mlflow_uri, task_runner=args.runner,
                    artifacts=str(args.artifacts))
     print_summary(result)
     return 0

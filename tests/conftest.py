@@ -82,12 +82,14 @@ def pytest_collection_modifyitems(session, config, items):
 
     Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`), each session fixture would be built
     once per worker; the tests sharing the two expensive ones are kept on one worker each: the stack's users
-    in group `stack`, the users of the temporary Prefect server in group `prefect-harness`."""
+    in group `stack`, the users of the temporary Prefect server in group `prefect-harness`, the users of
+    tests/test_deployment_runner.py's work pool and MLflow server in group `trial-pool`."""
     items[:] = ([i for i in items if "stack" not in getattr(i, "fixturenames", ())]
                 + [i for i in items if "stack" in getattr(i, "fixturenames", ())])
     for item in items:
         names = getattr(item, "fixturenames", ())
-        group = "stack" if "stack" in names else "prefect-harness" if "prefect_harness" in names else None
+        group = ("stack" if "stack" in names else "prefect-harness" if "prefect_harness" in names
+                 else "trial-pool" if {"trial_pool", "mlflow_server"} & set(names) else None)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
 

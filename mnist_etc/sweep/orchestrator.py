@@ -160,8 +160,10 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
 
 
 def _ask_one(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
-             distributions: dict[str, Any]) -> tuple[Any, TrialSpec] | None:
-    """Ask Optuna for one trial and build its spec; None if its settings are invalid (the trial is told FAIL)."""
+             distributions: dict[str, Any], needs_run: bool = False) -> tuple[Any, TrialSpec] | None:
+    """Ask Optuna for one trial and build its spec; None if its settings are invalid (the trial is told FAIL).
+    `needs_run`: the runner sends the trial's files through its MLflow run (a worker on another machine), so
+    the run must exist: while the MLflow server is down (restarting) it is retried, then the sweep stops."""
     trial = study.ask(distributions)
     try:
         train = space.train_config(trial.params)
@@ -169,6 +171,8 @@ def _ask_one(study: Any, space: SearchSpace, options: SweepOptions, tracker: Swe
         fail_trial(study, trial._trial_id, trial.number, f"UserError: {exc}")
         return None
     run_id = tracker.start_trial_run(parent_run, space.study, trial.number, train.to_dict(), trial.params)
+    if run_id is None and needs_run:
+        run_id = _start_run_patiently(study, trial, space, tracker, parent_run, train.to_dict())
     trial.set_user_attr("mlflow_run_id", run_id)
     spec = TrialSpec(study=space.study, number=trial.number, params=dict(trial.params), train=train,
                      data=space.data, attack=space.attack,
@@ -176,6 +180,21 @@ def _ask_one(study: Any, space: SearchSpace, options: SweepOptions, tracker: Swe
                      objectives=(space.accuracy_metric, space.leakage_metric),
                      mlflow_tracking_uri=options.mlflow_uri, mlflow_run_id=run_id)
     return trial, spec
+
+
+def _start_run_patiently(study: Any, trial: Any, space: SearchSpace, tracker: SweepTracker, parent_run: str,
+                         train: dict[str, Any]) -> str:
+    from mnist_etc.sweep.transport import RETRY_SECONDS, with_retries
+
+    start = tracker.start_trial_run.__wrapped__   # without the skip-while-unreachable of the tracker's calls
+    try:
+        return with_retries(f"starting trial #{trial.number}'s MLflow run at {tracker.tracking_uri}",
+                            lambda: start(tracker, parent_run, space.study, trial.number, train, trial.params))
+    except Exception as exc:
+        fail_trial(study, trial._trial_id, trial.number, f"stale: no MLflow run ({exc})", stale=True)
+        raise UserError(f"the MLflow server at {tracker.tracking_uri} did not answer for {RETRY_SECONDS:.0f} s "
+                        f"and trials on workers send their files through it; start it and rerun the sweep "
+                        f"(it resumes).") from None
 
 
 class _Slots:
@@ -218,7 +237,8 @@ class _Slots:
     def _fill(self) -> None:
         while len(self.in_flight) < self.space.parallelism and (
                 self.space.trials - count_finished(self.study) - len(self.in_flight)) > 0:
-            asked = _ask_one(self.study, self.space, self.options, self.tracker, self.parent_run, self.distributions)
+            asked = _ask_one(self.study, self.space, self.options, self.tracker, self.parent_run, self.distributions,
+                             getattr(self.runner, "needs_tracking_run", False))
             if asked is not None:
                 self.submitting = asked[0]   # a one-slot runner runs the trial inside submit()
                 self.in_flight[self.runner.submit(asked[1])] = asked

@@ -13,8 +13,10 @@ A runner never touches the study storage: the orchestrator tells Optuna. Impleme
 
 - `LocalRunner` (here): a thread pool in this process, no Prefect (the library's own default);
 - `tasks.trials.PrefectTrialRunner`: one Prefect task per trial on a thread or process pool task runner;
-- later (issue 11): one flow run per trial on a Prefect work pool, the trial's files carried back through
-  the MLflow server (no shared disk); `TrialLost` is what it returns for a trial whose worker was killed.
+- `tasks.deployment_trials.DeploymentTrialRunner`: one flow run per trial on work pool `mnist-etc-trials`, the
+  trial's files carried back through the MLflow server (no shared disk); `TrialLost` is what it returns for a
+  trial whose worker was killed. It sets `needs_tracking_run = True`: the orchestrator must give every trial an
+  MLflow run (retrying while the server restarts) before submitting it.
 """
 from __future__ import annotations
 

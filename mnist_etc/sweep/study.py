@@ -4,7 +4,8 @@ trials that a stopped sweep left RUNNING.
 Optuna's heartbeat (which fails stale trials) only runs inside `study.optimize()`; an ask/tell
 orchestrator has to do it itself. Here that happens when a sweep starts, under the study's sweep lock,
 so no other live sweep of the study can own a RUNNING trial at that moment (`locks.study_lock`):
-- a stale trial whose `trial-<n>/outcome.json` exists had finished (the sweep died between publishing
+- a stale trial whose `trial-<n>/outcome.json` exists (on this disk, or for a trial that ran on a worker, in its
+  MLflow run) had finished (the sweep died between publishing
   and telling): its results are told, nothing is lost;
 - otherwise it is told FAIL with `stale: true` (not counted towards the trials asked for) and, if
   `stale_trial_retries` allows, its parameters are enqueued so the next ask re-runs them.
@@ -25,6 +26,7 @@ from mnist_etc.sweep.space import SearchSpace
 from mnist_etc.sweep.trial import TrialOutcome, read_outcome, trial_dir
 
 FINGERPRINT_ATTR = "mnist_etc_search_space"
+RECOVERY_RETRY_SECONDS = 30.0   # how long settling a stopped sweep waits for MLflow to hand back a remote trial
 Log = Callable[[str], None]
 
 
@@ -112,6 +114,21 @@ def fail_trial(study: Any, trial_id: int, number: int, error: str, stale: bool =
     study.tell(number, state=TrialState.FAIL)
 
 
+def _uploaded_outcome(tracking_uri: str, run_id: str, directory: Path, log: Log) -> TrialOutcome | None:
+    """A trial that ran on a worker of another machine (`--runner deployment`) and finished after its sweep
+    stopped: its files are in its MLflow run (mnist_etc.sweep.transport), not on this disk."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    from mnist_etc.sweep import transport
+
+    try:
+        return transport.fetch_outcome(tracking_uri, run_id, directory, retry_seconds=RECOVERY_RETRY_SECONDS, log=log)
+    except Exception as exc:  # MLflow down: the trial is failed as stale and retried, nothing is counted twice
+        log(f"could not look for trial files in MLflow run {run_id} ({str(exc).splitlines()[0][:200]}); "
+            f"the trial is treated as unfinished.")
+        return None
+
+
 def settle_unfinished(study: Any, trials: list[Any], study_dir: Path, retries: int, artifact_store: Any,
                       tracker: Any, log: Log, why: str) -> dict[str, int]:
     """Tell RUNNING trials of a stopped sweep: recover finished ones, fail (and maybe retry) the rest."""
@@ -124,6 +141,8 @@ def settle_unfinished(study: Any, trials: list[Any], study_dir: Path, retries: i
             continue
         run_id = current.user_attrs.get("mlflow_run_id")
         outcome = read_outcome(trial_dir(study_dir, t.number))
+        if outcome is None and tracker and run_id:
+            outcome = _uploaded_outcome(tracker.tracking_uri, run_id, trial_dir(study_dir, t.number), log)
         if outcome is not None:
             outcome.recovered = True
             record_outcome(study, t._trial_id, t.number, outcome, artifact_store)
