@@ -55,6 +55,9 @@ DEFAULT_PORT = 4200
 WORKER_DIR_ENV = "MNIST_ETC_WORKER_DIR"   # read by mnist_etc.sweep.transport.worker_dir()
 POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
 URL_EXAMPLE = "postgresql://postgres@127.0.0.1:5432/mnist_etc"
+# Seconds between a trial worker's polls for work (Prefect's default is 10): a trial waits half of it on average
+# before it starts (benchmarks/bench_scale_out.py); 100 workers at 2 s are 50 polls/s on the Prefect API.
+TRIAL_WORKER_QUERY = "2"
 # Roles in the order `down` stops them.
 STOP_ORDER = ("worker", "mlflow", "prefect")
 
@@ -273,6 +276,8 @@ def start_worker(stack_dir: Path, env: dict[str, str], name: str, pool: str, lim
     # Its own PREFECT_HOME too: nothing of a worker lives in a folder another worker shares. Its flow runs inherit
     # this environment (prefect/workers/process.py), MNIST_ETC_WORKER_DIR included.
     wenv = dict(env, PREFECT_HOME=str(wdir / "prefect-home"), PWD=str(wdir), **{WORKER_DIR_ENV: str(wdir)})
+    if pool == TRIALS_POOL:
+        wenv["PREFECT_WORKER_QUERY_SECONDS"] = TRIAL_WORKER_QUERY
     cmd = [prefect_bin(), "worker", "start", "--pool", pool, "--type", "process", "--name", name]
     if limit:
         cmd += ["--limit", str(limit)]

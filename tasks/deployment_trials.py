@@ -46,7 +46,7 @@ REFUSED_STATE = "Refused"          # the name of the Failed state a worker of an
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 PREFECT_HEARTBEAT_DEFAULT = 180    # seconds, Prefect's own default for flow-run heartbeats
 
-POLL_SECONDS = 3.0                 # between two looks at the in-flight flow runs
+POLL_SECONDS = 1.0                 # between two looks at the in-flight flow runs (2 API requests each)
 LOST_AFTER_SECONDS = 90.0          # RUNNING without a heartbeat this long: its worker is gone (at least 2 beats)
 PENDING_SECONDS = 180.0            # PENDING this long: the worker that took it died before the flow started
 NO_WORKER_SECONDS = 60.0           # waiting this long with no ONLINE worker in the pool: say so and stop

@@ -25,6 +25,7 @@ from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports
 from mnist_etc.sweep import transport
 from mnist_etc.sweep.trial import OUTCOME_FILE, TrialOutcome, TrialSpec
+from tests.conftest import local_stack
 from tests.test_sweep import write_space
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,7 +158,8 @@ def trial_pool(tmp_path_factory):
             return {"dir": wdir, "name": f"w{i}", "proc": procs.start(
                 [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process", "--name", f"w{i}",
                  "--limit", "1"],
-                dict(env, MNIST_ETC_WORKER_DIR=str(wdir)), wdir / "worker.log", cwd=wdir)}
+                dict(env, MNIST_ETC_WORKER_DIR=str(wdir), PREFECT_WORKER_QUERY_SECONDS=local_stack.TRIAL_WORKER_QUERY),
+                wdir / "worker.log", cwd=wdir)}
 
         for i in (1, 2):
             workers.append(start_worker(i))
@@ -430,6 +432,9 @@ def test_sweep_through_the_work_pool_brings_every_trial_back_through_mlflow(pref
             assert (tdir / f).is_file(), f
         run = MlflowClient(mlflow_server["uri"]).list_artifacts(t.user_attrs["mlflow_run_id"], "trial")
         assert "trial/outcome.json" in {a.path for a in run}
+        # Uploaded once: the orchestrator does not log the downloaded copy to the run's root again.
+        root_paths = {a.path for a in MlflowClient(mlflow_server["uri"]).list_artifacts(t.user_attrs["mlflow_run_id"])}
+        assert "model" not in root_paths and "outcome.json" not in root_paths, root_paths
     # The workers kept nothing: each trial's local copy was deleted once uploaded.
     for w in prefect_api["workers"]:
         assert not [p for p in w["dir"].rglob("*") if p.is_file() and p.name != "worker.log"], w["dir"]
@@ -501,7 +506,6 @@ def test_a_worker_killed_mid_trial_loses_nothing_its_trial_is_failed_and_run_aga
     import optuna
 
     import tasks.deployment_trials as dtr
-    from tests.conftest import local_stack
 
     monkeypatch.setattr(dtr, "POLL_SECONDS", 1.0)
     runner = dtr.DeploymentTrialRunner()

@@ -189,9 +189,16 @@ class SweepTracker:
         eps = outcome.user_attrs.get("epsilon")
         self.client.set_tag(run_id, "epsilon", str(eps))
         self.client.set_tag(run_id, "objectives", ", ".join(f"{v:.6g}" for v in outcome.values))
-        if Path(trial_dir).is_dir():
+        if Path(trial_dir).is_dir() and not self.worker_uploaded(run_id):
             self.client.log_artifacts(run_id, str(trial_dir))
         self.client.set_terminated(run_id, "FINISHED")
+
+    def worker_uploaded(self, run_id: str) -> bool:
+        """The trial ran on a worker, which put its whole directory in the run under `trial/`
+        (mnist_etc.sweep.transport): it is not uploaded a second time, and the champion's Keras source is there."""
+        from mnist_etc.sweep.transport import ARTIFACT_PATH, OUTCOME_FILE
+
+        return any(a.path == f"{ARTIFACT_PATH}/{OUTCOME_FILE}" for a in self.client.list_artifacts(run_id, ARTIFACT_PATH))
 
     @_not_fatal("a failed trial's run")
     def fail_trial_run(self, run_id: str | None, error: str, status: str = "FAILED") -> None:
@@ -219,7 +226,8 @@ class SweepTracker:
 
         The version is the ONNX classifier with the `onnx` flavour and a signature (logged to the trial's run
         as `onnx_model/`); the Keras model it was exported from stays the run's `model/` artifact, named by
-        the version's tag `mnist_etc.keras_source`. The same winner on a rerun reuses its version."""
+        the version's tag `mnist_etc.keras_source` (`trial/model` for a trial that ran on a worker). The same winner
+        on a rerun reuses its version."""
         skipped = self.skip_reason()
         if skipped:
             raise ConnectionError(skipped)
@@ -245,7 +253,10 @@ class SweepTracker:
                                        source={"kind": "sweep", "study": study, "mlflow_run_id": run_id})
                 client.log_artifacts(run_id, str(Path(tmp) / ONNX_ARTIFACT), ONNX_ARTIFACT)
             source = f"{client.get_run(run_id).info.artifact_uri}/{ONNX_ARTIFACT}"
+            from mnist_etc.sweep.transport import ARTIFACT_PATH
+
+            keras = f"{ARTIFACT_PATH}/{KERAS_ARTIFACT}" if self.worker_uploaded(run_id) else KERAS_ARTIFACT
             version = int(client.create_model_version(name, source=source, run_id=run_id, tags={
-                "optuna.study": study, KERAS_SOURCE_TAG: KERAS_ARTIFACT}).version)
+                "optuna.study": study, KERAS_SOURCE_TAG: keras}).version)
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         return name, version
