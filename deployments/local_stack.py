@@ -278,6 +278,7 @@ def start_worker(stack_dir: Path, env: dict[str, str], name: str, pool: str, lim
     wenv = dict(env, PREFECT_HOME=str(wdir / "prefect-home"), PWD=str(wdir), **{WORKER_DIR_ENV: str(wdir)})
     if pool == TRIALS_POOL:
         wenv["PREFECT_WORKER_QUERY_SECONDS"] = TRIAL_WORKER_QUERY
+        wenv.pop("MNIST_ETC_STUDY_STORAGE", None)   # trials never open the study
     cmd = [prefect_bin(), "worker", "start", "--pool", pool, "--type", "process", "--name", name]
     if limit:
         cmd += ["--limit", str(limit)]
@@ -355,6 +356,8 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
         worker_env = base_env(stack_dir, env["PREFECT_API_URL"])
         if state["mlflow_url"]:
             worker_env["MLFLOW_TRACKING_URI"] = state["mlflow_url"]
+        if dbs:   # deployment sweep/scaled reads it (flows/sweep.py)
+            worker_env["MNIST_ETC_STUDY_STORAGE"] = dbs.study
         # One trial at a time per trials worker: a worker is one trial slot, and the next trial goes to an idle one.
         planned = [(MAIN_WORKER, WORK_POOL, None)] + [(f"trials-{i}", TRIALS_POOL, 1)
                                                        for i in range(1, (workers or 0) + 1)]

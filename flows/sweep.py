@@ -8,6 +8,11 @@ Parameters are those of `mnist-etc sweep`; `space` is a search-space file, or th
 reports) is library code, `mnist_etc.sweep.run_sweep`; this flow picks the task runner (threads by
 default, or a process pool), runs it, and publishes the summary as a Prefect markdown artifact.
 Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10 to 15 s).
+
+`task_runner="deployment"` runs each trial as a flow run of `trial/default` on work pool mnist-etc-trials
+(tasks/deployment_trials.py, docs/scale-out.md); then `storage` and `mlflow_uri`, when not given, come from
+$MNIST_ETC_STUDY_STORAGE and $MLFLOW_TRACKING_URI, which the scaled stack sets on its worker, so
+`prefect deployment run 'sweep/scaled'` needs no parameters there.
 """
 from __future__ import annotations
 
@@ -66,6 +71,9 @@ def _run_name() -> str:
     return f"sweep-{params.get('study') or named}"
 
 
+STUDY_STORAGE_ENV = "MNIST_ETC_STUDY_STORAGE"
+
+
 @flow(name="sweep", flow_run_name=_run_name, log_prints=True,
       description="Optuna sweep over training settings, scored on test accuracy and attack leakage.")
 def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | None = None,
@@ -75,6 +83,9 @@ def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | N
     # A path is read here; a SearchSpace (from the CLI, or a mapping in --params) arrives validated.
     search = space if isinstance(space, SearchSpace) else load_search_space(space)
     search = search.with_overrides(study=study, trials=trials, parallelism=parallelism)
+    if task_runner == "deployment":   # on the scaled stack's worker (deployments/local_stack.py sets both)
+        storage = storage or os.environ.get(STUDY_STORAGE_ENV) or None
+        mlflow_uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     options = SweepOptions.build(storage=storage, artifacts=artifacts, mlflow_uri=mlflow_uri)
     logger = get_run_logger()
     if task_runner == "deployment":   # one flow run per trial on work pool mnist-etc-trials, files via MLflow

@@ -81,18 +81,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args[:3]} exited: {log.read_text(errors='replace')[-3000:]}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout:.0f} s; {log}: "
-                         f"{log.read_text(errors='replace')[-3000:]}")
+    local_stack.wait_healthy(url, proc, log, timeout, what=" ".join(map(str, proc.args[:3])))
 
 
 def start_mlflow(procs: Processes, root: Path, port: int) -> subprocess.Popen:
@@ -126,8 +115,8 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trial_pool(tmp_path_factory):
-    """A Prefect server, work pool mnist-etc-trials, `prefect deploy` of trial/default and sweep/default from
+def trial_pool(tmp_path_factory, mlflow_server):
+    """A Prefect server, work pool mnist-etc-trials, `prefect deploy` of trial/default and sweep/scaled from
     prefect.yaml, two process workers on mnist-etc-trials, each in its own working directory with MNIST_ETC_WORKER_DIR
     set there, and one worker on mnist-etc for the sweep deployment's flow runs."""
     procs = Processes()
@@ -143,13 +132,15 @@ def trial_pool(tmp_path_factory):
         wait_for(f"{api}/health", server, root / "server.log")
         for pool in (POOL, SWEEP_POOL):
             run([str(BIN / "prefect"), "work-pool", "create", pool, "--type", "process", "--overwrite"], env)
-        run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "trial/default", "--name", "sweep/default"],
+        run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "trial/default", "--name", "sweep/scaled"],
             env)
         # The sweep's own flow runs (the orchestrator) go to pool mnist-etc, as on the stack.
         sweeper = root / "sweeper"
         sweeper.mkdir()
+        # As on the scaled stack, it knows the MLflow server (sweep/scaled reads MLFLOW_TRACKING_URI).
         procs.start([str(BIN / "prefect"), "worker", "start", "--pool", SWEEP_POOL, "--type", "process", "--name",
-                     "sweeper"], env, sweeper / "worker.log", cwd=sweeper)
+                     "sweeper"], dict(env, MLFLOW_TRACKING_URI=mlflow_server["uri"]), sweeper / "worker.log",
+                    cwd=sweeper)
         workers = []
 
         def start_worker(i: int) -> dict:
@@ -604,7 +595,7 @@ def sweep_flow_run(params: dict) -> Any:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("sweep/default")
+        deployment = client.read_deployment_by_name("sweep/scaled")
         return client.create_flow_run_from_deployment(deployment.id, parameters=params)
 
 
@@ -618,14 +609,14 @@ def flow_run_state(flow_run_id) -> Any:
 @pytest.mark.slow
 def test_sweep_deployment_twice_at_once_then_its_process_killed_then_rerun_resumes(
         prefect_api, mlflow_server, postgres_url, tmp_path):
-    """Two `prefect deployment run 'sweep/default'` of one study (on PostgreSQL) at once: one is refused by the
+    """Two `prefect deployment run 'sweep/scaled'` of one study (on PostgreSQL) at once: one is refused by the
     study lock with one sentence, the other sweeps. kill -9 of that orchestrating flow run's process once a trial
     is in: rerunning the deployment resumes, nothing finished is lost, no trial is told twice or left RUNNING."""
     import optuna
 
     space = write_space(tmp_path, "pooled", trials=3, parallelism=1)
-    params = {"space": str(space), "task_runner": "deployment", "storage": postgres_url,
-              "mlflow_uri": mlflow_server["uri"], "artifacts": str(tmp_path / "artifacts")}
+    # sweep/scaled: task_runner "deployment" is the deployment's; the MLflow server comes from the worker's env.
+    params = {"space": str(space), "storage": postgres_url, "artifacts": str(tmp_path / "artifacts")}
     first, second = sweep_flow_run(params), sweep_flow_run(params)
 
     from mnist_etc.sweep.storage import open_storage
@@ -672,3 +663,35 @@ def test_sweep_deployment_twice_at_once_then_its_process_killed_then_rerun_resum
     for t in trials:
         if t.state.name == "FAIL":   # only the trial in flight at the kill, failed as stale (and re-run)
             assert t.user_attrs.get("stale") is True, t.user_attrs
+
+
+def test_a_trial_for_a_worker_waits_for_its_mlflow_run_then_the_sweep_stops_with_one_sentence(tmp_path, monkeypatch):
+    """The deployment runner needs every trial's MLflow run (the worker uploads into it): while the server does not
+    answer, starting the run is retried; when it never answers, the trial is failed as stale (not counted) and the
+    sweep stops with one sentence. Without a runner that needs it, the trial goes on untracked, as before."""
+    import optuna
+
+    from mnist_etc.sweep import SweepOptions
+    from mnist_etc.sweep import orchestrator
+    from mnist_etc.sweep.space import load_search_space
+    from mnist_etc.sweep.tracking import SweepTracker
+
+    monkeypatch.setattr(transport, "RETRY_SECONDS", 3.0)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    space = load_search_space(write_space(tmp_path / "spaces", "norun"))
+    options = SweepOptions.build(storage=None, artifacts=tmp_path / "a", mlflow_uri=None)
+    tracker = SweepTracker(options.mlflow_uri, options.artifacts)
+    from mlflow import MlflowClient
+
+    dead = f"http://{HOST}:{free_ports(1)[0]}"
+    tracker.tracking_uri, tracker.client = dead, MlflowClient(dead)   # the server went away after the start
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    asked = orchestrator._ask_one(study, space, options, tracker, "parent", space.distributions(), needs_run=False)
+    assert asked is not None and asked[1].mlflow_run_id is None   # thread runners: trains untracked
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=rf"^the MLflow server at {dead} did not answer for 3 s and trials on workers "
+                                        r"send their files through it; start it and rerun the sweep \(it resumes\)\.$"):
+        orchestrator._ask_one(study, space, options, tracker, "parent", space.distributions(), needs_run=True)
+    assert time.monotonic() - t0 < 30
+    last = study.trials[-1]
+    assert last.state.name == "FAIL" and last.user_attrs.get("stale") is True, (last.state, last.user_attrs)

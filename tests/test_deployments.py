@@ -31,7 +31,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600)
 def test_all_deployments_exist_and_the_audit_is_scheduled_nightly(stack):
     done = run([str(BIN / "prefect"), "deployment", "ls"], stack["env"])
     assert done.returncode == 0, done.stderr
-    for name in ("sweep/default", "export/champion", "benchmark/smoke", "pipeline/demo", "privacy-audit/nightly"):
+    for name in ("sweep/default", "sweep/scaled", "trial/default", "export/champion", "benchmark/smoke",
+                 "pipeline/demo", "privacy-audit/nightly"):
         assert name in done.stdout, done.stdout
     done = run([str(BIN / "prefect"), "deployment", "inspect", "privacy-audit/nightly", "--output", "json"],
                stack["env"])

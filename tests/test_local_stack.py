@@ -146,6 +146,9 @@ def test_scaled_stack_runs_on_postgresql_with_two_trial_workers_and_stops_clean(
             assert env["MNIST_ETC_WORKER_DIR"] == w["dir"], (w, env.get("MNIST_ETC_WORKER_DIR"))
             assert env["PREFECT_API_URL"] == api and env["MLFLOW_TRACKING_URI"] == mlflow
             assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in env   # workers never talk to PostgreSQL
+            # The sweep's worker knows the study (deployment sweep/scaled), trial workers do not.
+            assert env.get("MNIST_ETC_STUDY_STORAGE") == (None if w["pool"] == "mnist-etc-trials"
+                                                          else state["study_storage"]), w
             # Trial workers poll every 2 s (Prefect's default 10 s would add ~5 s to each trial's start).
             assert env.get("PREFECT_WORKER_QUERY_SECONDS") == ("2" if w["pool"] == "mnist-etc-trials" else None), w
 

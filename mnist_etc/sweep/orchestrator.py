@@ -189,7 +189,8 @@ def _start_run_patiently(study: Any, trial: Any, space: SearchSpace, tracker: Sw
     start = tracker.start_trial_run.__wrapped__   # without the skip-while-unreachable of the tracker's calls
     try:
         return with_retries(f"starting trial #{trial.number}'s MLflow run at {tracker.tracking_uri}",
-                            lambda: start(tracker, parent_run, space.study, trial.number, train, trial.params))
+                            lambda: start(tracker, parent_run, space.study, trial.number, train, trial.params),
+                            retry_seconds=RETRY_SECONDS)
     except Exception as exc:
         fail_trial(study, trial._trial_id, trial.number, f"stale: no MLflow run ({exc})", stale=True)
         raise UserError(f"the MLflow server at {tracker.tracking_uri} did not answer for {RETRY_SECONDS:.0f} s "

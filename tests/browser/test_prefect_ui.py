@@ -2,22 +2,28 @@
 nightly audit's schedule, and the sweep's flow run with its artifacts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
-DEPLOYMENTS = {"sweep": "default", "export": "champion", "benchmark": "smoke", "pipeline": "demo",
-               "privacy-audit": "nightly"}
+# Every deployment of prefect.yaml, as (flow, deployment).
+DEPLOYMENTS = [("sweep", "default"), ("sweep", "scaled"), ("trial", "default"), ("export", "champion"),
+               ("benchmark", "smoke"), ("pipeline", "demo"), ("privacy-audit", "nightly")]
 
 
 def test_prefect_ui_shows_deployments_the_nightly_schedule_and_the_sweep_artifacts(world, page, screenshot):
     ui = world["ui_url"]
 
-    # The five deployments, each with its flow.
+    # The deployments, each with its flow: all of prefect.yaml's.
+    deployed = yaml.safe_load((Path(__file__).resolve().parents[2] / "prefect.yaml").read_text())["deployments"]
+    assert sorted(n for _, n in DEPLOYMENTS) == sorted(d["name"] for d in deployed)
     page.goto(f"{ui}/deployments")
-    expect(page.get_by_text("5 Deployments")).to_be_visible(timeout=30_000)
-    for flow_name, name in DEPLOYMENTS.items():
+    expect(page.get_by_text(f"{len(DEPLOYMENTS)} Deployments")).to_be_visible(timeout=30_000)
+    for flow_name, name in DEPLOYMENTS:
         row = page.locator("tr").filter(has=page.get_by_role("link", name=name, exact=True))
         expect(row.get_by_text(flow_name, exact=True)).to_be_visible()
 
