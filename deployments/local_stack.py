@@ -552,8 +552,8 @@ def main() -> int:
             print(f"Prefect server {state['api_url']} (UI http://{state['host']}:{state['port']}, database "
                   f"{redact(state['prefect_database'])}), work pools '{WORK_POOL}' and '{TRIALS_POOL}', workers "
                   f"{', '.join(workers)}" + (f", MLflow server {state['mlflow_url']}" if state["mlflow_url"] else "")
-                  + f"; logs in {args.dir}.\nNext: source {args.dir / 'env.sh'} && "
-                  f"prefect deployment run 'privacy-audit/nightly' --watch")
+                  + f"; logs in {args.dir}.\nNext: source {args.dir / 'env.sh'} && prefect deployment run "
+                  + ("'sweep/scaled' --watch" if args.workers else "'privacy-audit/nightly' --watch"))
         elif args.command == "down":
             stopped = down(args.dir)
             print(f"stopped process groups {stopped}" if stopped else "no stack was running")
