@@ -270,6 +270,45 @@ def wait_workers_online(state: dict, procs: dict[str, subprocess.Popen], since: 
         time.sleep(1.0)
 
 
+ZOMBIE_AUTOMATION = "mnist-etc: crash flow runs that stopped their heartbeat"
+ZOMBIE_SECONDS = 90   # three missed beats at prefect.yaml's PREFECT_FLOWS_HEARTBEAT_FREQUENCY of 30 s
+
+
+def ensure_zombie_automation(api_url: str) -> bool:
+    """Prefect's "detect zombie flows" automation (docs.prefect.io/v3/advanced/detect-zombie-flows): a flow run that
+    sent a heartbeat and then nothing (no heartbeat, no final state) for ZOMBIE_SECONDS is set CRASHED, so a flow
+    run whose process or machine died (a killed sweep, a lost worker's trial) does not stay RUNNING in the UI.
+    Created once per server database; returns whether it was created now."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    def call(path: str, body: dict) -> Any:
+        req = urllib.request.Request(f"{api_url}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+
+    if any(a.get("name") == ZOMBIE_AUTOMATION for a in call("/automations/filter", {})):
+        return False
+    final = {f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")}
+    automation = AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description="A flow run that stopped sending heartbeats (its process or machine died) is marked Crashed.",
+        trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat"} | final,
+                             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                             within=timedelta(seconds=ZOMBIE_SECONDS)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=(
+            f"no heartbeat for {ZOMBIE_SECONDS} s: its process or machine stopped (automation "
+            f"'{ZOMBIE_AUTOMATION}')"))])
+    call("/automations/", automation.model_dump(mode="json"))
+    return True
+
+
 def start_worker(stack_dir: Path, env: dict[str, str], name: str, pool: str, limit: int | None) -> tuple[dict, Any]:
     wdir = stack_dir / "workers" / name
     wdir.mkdir(parents=True, exist_ok=True)
@@ -350,6 +389,7 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
         wait_healthy(f"{env['PREFECT_API_URL']}/health", server, stack_dir / "server.log", timeout)
         run(*([prefect_bin(), "work-pool", "create", pool, "--type", "process", "--overwrite"]
               for pool in (WORK_POOL, TRIALS_POOL)), env=env)
+        ensure_zombie_automation(env["PREFECT_API_URL"])
         if with_mlflow:   # the workers get its URL
             wait_healthy(f"{state['mlflow_url']}/health", procs["mlflow-server"], stack_dir / "mlflow.log", timeout,
                          "the MLflow server")

@@ -130,6 +130,7 @@ def trial_pool(tmp_path_factory, mlflow_server):
         server = procs.start([str(BIN / "prefect"), "server", "start", "--host", HOST, "--port", str(port)], env,
                              root / "server.log")
         wait_for(f"{api}/health", server, root / "server.log")
+        local_stack.ensure_zombie_automation(api)   # as deployments/local_stack.py up does
         for pool in (POOL, SWEEP_POOL):
             run([str(BIN / "prefect"), "work-pool", "create", pool, "--type", "process", "--overwrite"], env)
         run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "trial/default", "--name", "sweep/scaled"],
@@ -137,10 +138,14 @@ def trial_pool(tmp_path_factory, mlflow_server):
         # The sweep's own flow runs (the orchestrator) go to pool mnist-etc, as on the stack.
         sweeper = root / "sweeper"
         sweeper.mkdir()
-        # As on the scaled stack, it knows the MLflow server (sweep/scaled reads MLFLOW_TRACKING_URI).
-        procs.start([str(BIN / "prefect"), "worker", "start", "--pool", SWEEP_POOL, "--type", "process", "--name",
-                     "sweeper"], dict(env, MLFLOW_TRACKING_URI=mlflow_server["uri"]), sweeper / "worker.log",
-                    cwd=sweeper)
+
+        def start_sweeper() -> subprocess.Popen:
+            # As on the scaled stack, it knows the MLflow server (sweep/scaled reads MLFLOW_TRACKING_URI).
+            return procs.start([str(BIN / "prefect"), "worker", "start", "--pool", SWEEP_POOL, "--type", "process",
+                                "--name", "sweeper"], dict(env, MLFLOW_TRACKING_URI=mlflow_server["uri"]),
+                               sweeper / "worker.log", cwd=sweeper)
+
+        sweeper_proc = start_sweeper()
         workers = []
 
         def start_worker(i: int) -> dict:
@@ -154,7 +159,8 @@ def trial_pool(tmp_path_factory, mlflow_server):
 
         for i in (1, 2):
             workers.append(start_worker(i))
-        yield {"api": api, "env": env, "root": root, "workers": workers, "procs": procs, "start_worker": start_worker}
+        yield {"api": api, "env": env, "root": root, "workers": workers, "procs": procs, "start_worker": start_worker,
+               "sweeper": sweeper_proc, "start_sweeper": start_sweeper}
     finally:
         kill_flow_run_processes(api)
         procs.stop()
@@ -607,11 +613,13 @@ def flow_run_state(flow_run_id) -> Any:
 
 
 @pytest.mark.slow
-def test_sweep_deployment_twice_at_once_then_its_process_killed_then_rerun_resumes(
+def test_sweep_deployment_twice_at_once_then_its_machine_lost_then_the_rerun_resumes(
         prefect_api, mlflow_server, postgres_url, tmp_path):
     """Two `prefect deployment run 'sweep/scaled'` of one study (on PostgreSQL) at once: one is refused by the
-    study lock with one sentence, the other sweeps. kill -9 of that orchestrating flow run's process once a trial
-    is in: rerunning the deployment resumes, nothing finished is lost, no trial is told twice or left RUNNING."""
+    study lock with one sentence, the other sweeps. Once a trial is in, the orchestrator's machine is lost: kill -9
+    of its flow-run process and of the worker that started it. Rerunning the deployment (on a new worker) resumes,
+    nothing finished is lost, no trial is told twice or left RUNNING, and the zombie automation crashes the dead
+    sweep's flow run (no worker is left to report it)."""
     import optuna
 
     space = write_space(tmp_path, "pooled", trials=3, parallelism=1)
@@ -650,7 +658,11 @@ def test_sweep_deployment_twice_at_once_then_its_process_killed_then_rerun_resum
     orchestrator = flow_run_state(winner.id)
     assert orchestrator.state.is_running(), orchestrator.state
     before = {t.number: t.values for t in study().trials if t.state.name == "COMPLETE"}
-    kill_group(int(str(orchestrator.infrastructure_pid).rsplit(":", 1)[-1]))
+    flow_pid = int(str(orchestrator.infrastructure_pid).rsplit(":", 1)[-1])
+    assert parent_of(flow_pid) == prefect_api["sweeper"].pid
+    local_stack.signal_groups(local_stack.tree_groups([prefect_api["sweeper"].pid]), signal.SIGKILL)
+    killed_at = time.monotonic()
+    prefect_api["sweeper"] = prefect_api["start_sweeper"]()
 
     rerun = sweep_flow_run(params)
     final = wait_until(lambda: (r := flow_run_state(rerun.id)).state.is_final() and r, 600, "the rerun to end", 2.0)
@@ -663,6 +675,11 @@ def test_sweep_deployment_twice_at_once_then_its_process_killed_then_rerun_resum
     for t in trials:
         if t.state.name == "FAIL":   # only the trial in flight at the kill, failed as stale (and re-run)
             assert t.user_attrs.get("stale") is True, t.user_attrs
+    # The killed sweep's own flow run does not stay RUNNING: the zombie automation crashes it once its heartbeats
+    # (every 30 s, prefect.yaml) have stopped for 90 s.
+    zombie = wait_until(lambda: (r := flow_run_state(winner.id)).state.is_final() and r,
+                        max(10.0, 200 - (time.monotonic() - killed_at)), "the killed sweep's flow run to end", 2.0)
+    assert zombie.state.type.value == "CRASHED" and "no heartbeat for 90 s" in zombie.state.message, zombie.state
 
 
 def test_a_trial_for_a_worker_waits_for_its_mlflow_run_then_the_sweep_stops_with_one_sentence(tmp_path, monkeypatch):

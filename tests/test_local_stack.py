@@ -116,6 +116,12 @@ def test_scaled_stack_runs_on_postgresql_with_two_trial_workers_and_stops_clean(
         assert {"mnist-etc", "mnist-etc-trials"} <= pools, pools
         assert {"mnist-etc", "mnist-etc-trials"} <= {r[0] for r in query(f"{base}_prefect", "SELECT name FROM work_pool")}
 
+        # Prefect's zombie-flow automation is there, once (a second `up` on the same database adds none).
+        automations = [a for a in http_json(f"{api}/automations/filter", {})
+                       if a["name"] == local_stack.ZOMBIE_AUTOMATION]
+        assert len(automations) == 1 and automations[0]["trigger"]["posture"] == "Proactive", automations
+        assert local_stack.ensure_zombie_automation(api) is False
+
         # MLflow answers; a run created through it lands in NAME_mlflow, its artifact in the stack's artifact store.
         with urllib.request.urlopen(f"{mlflow}/health", timeout=10) as r:
             assert r.status == 200
