@@ -96,6 +96,15 @@ def _run_dp_epochs(dp: DPSGD, x: np.ndarray, y: np.ndarray, epochs: int, cb: "_E
     cb.on_train_end()
 
 
+def _mean_squared_error(model: tf.keras.Model, x: np.ndarray, batch_size: int = 1024) -> float:
+    """Reconstruction MSE by direct calls (Keras' predict() costs ~30 ms of set-up per call)."""
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size]
+        total += float(tf.reduce_sum(tf.square(model(chunk, training=False) - chunk)))
+    return total / x.size
+
+
 def example_images(split: DataSplit) -> np.ndarray:
     """The first validation image of each digit 0..9 (what the course project saved per epoch)."""
     return np.stack([split.x_val[np.flatnonzero(split.y_val == d)[0]] for d in range(10)])
@@ -121,8 +130,7 @@ def train_autoencoder(nets: Networks, split: DataSplit, cfg: TrainConfig, exampl
     cb = _EpochCallback("autoencoder", cfg.ae_epochs, progress, hook, save_examples)
     if cfg.ae_private:
         dp = _dp_stage(autoencoder, mse_per_example, cfg.ae_noise_multiplier, cfg.ae_learning_rate, cfg, rng)
-        val = lambda: {"val_loss": float(np.mean(  # noqa: E731
-            (autoencoder.predict(split.x_val, batch_size=1024, verbose=0) - split.x_val) ** 2))}
+        val = lambda: {"val_loss": _mean_squared_error(autoencoder, split.x_val)}  # noqa: E731
         _run_dp_epochs(dp, split.x_train, split.x_train, cfg.ae_epochs, cb, val)
         return cb.rows
     autoencoder.compile(tf.keras.optimizers.Adam(cfg.ae_learning_rate), loss="mse")
@@ -145,7 +153,8 @@ def train_classifier(nets: Networks, split: DataSplit, cfg: TrainConfig, progres
         dp = _dp_stage(model, xent_per_example, cfg.clf_noise_multiplier, cfg.clf_learning_rate, cfg, rng)
 
         def val() -> dict[str, float]:
-            logits = model.predict(z_val, batch_size=1024, verbose=0)
+            # One direct call: Keras' predict() costs ~30 ms of set-up per call, as much as the epoch's 54 steps.
+            logits = model(z_val, training=False).numpy()
             loss = tf.keras.losses.sparse_categorical_crossentropy(split.y_val, logits, from_logits=True)
             return {"val_loss": float(np.mean(loss)),
                     "val_accuracy": float(np.mean(logits.argmax(axis=1) == split.y_val))}
