@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where trials run: threads or processes of this flow run (Prefect task runners), or "
                         "deployment: one flow run per trial on work pool mnist-etc-trials, served by workers on "
                         "any machine (needs PREFECT_API_URL, the trial/default deployment and an http:// "
-                        "--mlflow-uri); default: threads. --task-runner is the old name.")
+                        "--mlflow-uri; --storage and --mlflow-uri default to $MNIST_ETC_STUDY_STORAGE and "
+                        "$MLFLOW_TRACKING_URI, which the scaled stack's env.sh sets); default: threads. "
+                        "--task-runner is the old name.")
     p.add_argument("--no-prefect", action="store_true",
                    help="run trials in a plain thread pool without Prefect (no Prefect server start-up)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
@@ -70,6 +72,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # Everything a user can get wrong is checked here, before Prefect starts its server.
     space = load_search_space(args.space).with_overrides(study=args.study, trials=args.trials,
                                                          parallelism=args.parallelism)
+    if args.runner == "deployment" and not args.no_prefect:   # as flows/sweep.py: the scaled stack's env.sh
+        args.storage = args.storage or os.environ.get("MNIST_ETC_STUDY_STORAGE") or None
+        args.mlflow_uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     options = SweepOptions.build(storage=args.storage, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri)
     open_storage(options.storage_url)
     preflight(space)
