@@ -79,10 +79,8 @@ def main() -> int:
         memory = {p["name"]: round(rss_mb(p["pgid"]), 1) for p in state["processes"]}
     finally:
         local_stack.down(stack_dir)
-        with con.cursor() as cur:
-            for name in dbs.names():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         con.close()
+        dbs.drop_all()
 
     trial_workers = [n for n in memory if n.startswith("trials-")]
     print(f"\n{args.workers} idle trial workers, stack up in {started:.0f} s, measured over {args.seconds:.0f} s; "

@@ -124,14 +124,7 @@ def main() -> int:
         results.append(r)
     finally:
         local_stack.down(stack_dir)
-        import psycopg2
-
-        con = psycopg2.connect(host=dbs.host, port=dbs.port, user=dbs.url.username, dbname="postgres")
-        con.autocommit = True
-        with con.cursor() as cur:
-            for name in dbs.names():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        con.close()
+        dbs.drop_all()
 
     print(f"\nsearch_spaces/smoke.yaml, {args.trials} trials, same sampler seed; {os.cpu_count()} cores\n")
     print("| runner | sweep wall s | trials COMPLETE | mean trial_seconds |")

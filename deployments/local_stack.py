@@ -44,6 +44,7 @@ from typing import Any
 
 from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports, port_is_free
+from mnist_etc.sweep.transport import STUDY_STORAGE_ENV, WORKER_DIR_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / "artifacts" / "prefect"
@@ -52,7 +53,6 @@ TRIALS_POOL = "mnist-etc-trials"
 MAIN_WORKER = "local-worker"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
-WORKER_DIR_ENV = "MNIST_ETC_WORKER_DIR"   # read by mnist_etc.sweep.transport.worker_dir()
 POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
 URL_EXAMPLE = "postgresql://postgres@127.0.0.1:5432/mnist_etc"
 # Seconds between a trial worker's polls for work (Prefect's default is 10): a trial waits half of it on average
@@ -153,6 +153,18 @@ class Databases:
         finally:
             con.close()
         return created
+
+
+    def drop_all(self) -> None:
+        """Drop the three databases (throwaway stacks: benchmarks, tests), closing their connections."""
+        con = self._connect()
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                for name in self.names():
+                    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            con.close()
 
 
 def check_workers(workers: int | None) -> None:
@@ -317,7 +329,7 @@ def start_worker(stack_dir: Path, env: dict[str, str], name: str, pool: str, lim
     wenv = dict(env, PREFECT_HOME=str(wdir / "prefect-home"), PWD=str(wdir), **{WORKER_DIR_ENV: str(wdir)})
     if pool == TRIALS_POOL:
         wenv["PREFECT_WORKER_QUERY_SECONDS"] = TRIAL_WORKER_QUERY
-        wenv.pop("MNIST_ETC_STUDY_STORAGE", None)   # trials never open the study
+        wenv.pop(STUDY_STORAGE_ENV, None)   # trials never open the study
     cmd = [prefect_bin(), "worker", "start", "--pool", pool, "--type", "process", "--name", name]
     if limit:
         cmd += ["--limit", str(limit)]
@@ -397,7 +409,7 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
         if state["mlflow_url"]:
             worker_env["MLFLOW_TRACKING_URI"] = state["mlflow_url"]
         if dbs:   # deployment sweep/scaled reads it (flows/sweep.py)
-            worker_env["MNIST_ETC_STUDY_STORAGE"] = dbs.study
+            worker_env[STUDY_STORAGE_ENV] = dbs.study
         # One trial at a time per trials worker: a worker is one trial slot, and the next trial goes to an idle one.
         planned = [(MAIN_WORKER, WORK_POOL, None)] + [(f"trials-{i}", TRIALS_POOL, 1)
                                                        for i in range(1, (workers or 0) + 1)]
@@ -423,7 +435,7 @@ def write_state(stack_dir: Path, state: dict) -> None:
     if state.get("mlflow_url"):
         lines.append(f"export MLFLOW_TRACKING_URI={state['mlflow_url']}")
     if state.get("study_storage"):
-        lines.append(f"export MNIST_ETC_STUDY_STORAGE={state['study_storage']}   # the sweep's --storage")
+        lines.append(f"export {STUDY_STORAGE_ENV}={state['study_storage']}   # the sweep's --storage")
     (stack_dir / "env.sh").write_text("\n".join(lines) + "\n")
 
 

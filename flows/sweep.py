@@ -30,6 +30,7 @@ from mnist_etc.artifact_keys import artifact_key
 from mnist_etc.markdown_images import inline_images
 from mnist_etc.sweep import SweepOptions, run_sweep
 from mnist_etc.sweep.space import SearchSpace, load_search_space
+from mnist_etc.sweep.transport import scaled_defaults
 from tasks.deployment_trials import DeploymentTrialRunner
 from tasks.trials import PrefectTrialRunner, make_task_runner
 
@@ -71,9 +72,6 @@ def _run_name() -> str:
     return f"sweep-{params.get('study') or named}"
 
 
-STUDY_STORAGE_ENV = "MNIST_ETC_STUDY_STORAGE"
-
-
 @flow(name="sweep", flow_run_name=_run_name, log_prints=True,
       description="Optuna sweep over training settings, scored on test accuracy and attack leakage.")
 def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | None = None,
@@ -84,8 +82,7 @@ def sweep(space: str | SearchSpace = "search_spaces/smoke.yaml", trials: int | N
     search = space if isinstance(space, SearchSpace) else load_search_space(space)
     search = search.with_overrides(study=study, trials=trials, parallelism=parallelism)
     if task_runner == "deployment":   # on the scaled stack's worker (deployments/local_stack.py sets both)
-        storage = storage or os.environ.get(STUDY_STORAGE_ENV) or None
-        mlflow_uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        storage, mlflow_uri = scaled_defaults(storage, mlflow_uri)
     options = SweepOptions.build(storage=storage, artifacts=artifacts, mlflow_uri=mlflow_uri)
     logger = get_run_logger()
     if task_runner == "deployment":   # one flow run per trial on work pool mnist-etc-trials, files via MLflow

@@ -73,8 +73,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     space = load_search_space(args.space).with_overrides(study=args.study, trials=args.trials,
                                                          parallelism=args.parallelism)
     if args.runner == "deployment" and not args.no_prefect:   # as flows/sweep.py: the scaled stack's env.sh
-        args.storage = args.storage or os.environ.get("MNIST_ETC_STUDY_STORAGE") or None
-        args.mlflow_uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        from mnist_etc.sweep.transport import scaled_defaults
+
+        args.storage, args.mlflow_uri = scaled_defaults(args.storage, args.mlflow_uri)
     options = SweepOptions.build(storage=args.storage, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri)
     open_storage(options.storage_url)
     preflight(space)

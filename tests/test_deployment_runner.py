@@ -38,46 +38,26 @@ SWEEP_POOL = "mnist-etc"
 # ------------------------------------------------------------------------------------------------ processes
 
 class Processes:
-    """Processes of one fixture, each the leader of its own process group; `stop()` ends every group."""
+    """Processes of one fixture, each the leader of its own process group (started as the stack starts its own);
+    `stop()` ends every group."""
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, cmd: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> subprocess.Popen:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = local_stack.spawn(cmd, env, log, cwd=cwd)
         self.procs.append(proc)
         return proc
 
     def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            for proc in reversed(self.procs):
-                kill_group(proc.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and any(group_alive(p.pid) for p in self.procs):
-                for p in self.procs:
-                    p.poll()
-                time.sleep(0.2)
+        local_stack.stop_groups([p.pid for p in reversed(self.procs)], timeout=15.0)
         for p in self.procs:
             p.poll()
-        assert not any(group_alive(p.pid) for p in self.procs), "processes were left behind"
+        assert not any(local_stack.alive(p.pid) for p in self.procs), "processes were left behind"
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    local_stack.signal_groups([pgid], sig)
 
 
 def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -527,11 +507,11 @@ def test_a_worker_killed_mid_trial_loses_nothing_its_trial_is_failed_and_run_aga
     finally:
         killer.join(timeout=300)
         for i, w in enumerate(prefect_api["workers"]):   # the next tests get two workers again
-            if w["proc"].poll() is not None or not group_alive(w["proc"].pid):
+            if w["proc"].poll() is not None or not local_stack.alive(w["proc"].pid):
                 prefect_api["workers"][i] = prefect_api["start_worker"](i + 1)
 
     assert killed, "no worker was killed"
-    assert not any(group_alive(g) for g in killed["groups"]), "the killed worker's processes live on"
+    assert not any(local_stack.alive(g) for g in killed["groups"]), "the killed worker's processes live on"
     study = optuna.load_study(study_name="killed", storage=options.storage_url)
     by_state: dict[str, list] = {}
     for t in study.trials:

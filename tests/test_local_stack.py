@@ -87,10 +87,9 @@ def processes_using(path: Path) -> list[str]:
 def test_scaled_stack_runs_on_postgresql_with_two_trial_workers_and_stops_clean(tmp_path):
     psycopg2 = pytest.importorskip("psycopg2")
     try:
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
+        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5).close()
     except psycopg2.OperationalError as exc:
         pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc})")
-    admin.autocommit = True
     base = f"mnist_etc_test_{uuid.uuid4().hex[:12]}"
     stack_dir = tmp_path / "stack"
 
@@ -170,7 +169,4 @@ def test_scaled_stack_runs_on_postgresql_with_two_trial_workers_and_stops_clean(
         assert not (stack_dir / "stack.json").exists()
     finally:
         local_stack.down(stack_dir)
-        with admin.cursor() as cur:
-            for db in (base, f"{base}_prefect", f"{base}_mlflow"):
-                cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        admin.close()
+        local_stack.Databases(f"postgresql://postgres@127.0.0.1:5432/{base}").drop_all()

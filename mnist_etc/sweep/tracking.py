@@ -28,6 +28,14 @@ HTTP_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BA
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
+def patient_http() -> None:
+    """MLflow's own default waits minutes per call on a dead server (7 retries, backoff 2, 120 s timeout); a
+    sweep (and a trial's upload, which retries on its own: mnist_etc.sweep.transport) would stall on every
+    call. The user's settings win."""
+    for name, value in HTTP_PATIENCE.items():
+        os.environ.setdefault(name, value)
+
+
 def registered_model_name(study: str) -> str:
     return f"mnist-etc-{study}"
 
@@ -97,10 +105,7 @@ class SweepTracker:
 
     def __init__(self, tracking_uri: str, artifacts: Path | None = None):
         if tracking_uri.startswith(("http://", "https://")):
-            # MLflow's own default waits minutes per call on a dead server (7 retries, backoff 2, 120 s timeout);
-            # a sweep would stall on every trial. The user's settings win.
-            for name, value in HTTP_PATIENCE.items():
-                os.environ.setdefault(name, value)
+            patient_http()
         from mlflow import MlflowClient
 
         self.missing: list[str] = []   # what could not be tracked (the store was down): winner.json says so

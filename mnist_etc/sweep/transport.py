@@ -34,10 +34,8 @@ from mnist_etc.sweep.trial import OUTCOME_FILE, TrialOutcome, TrialSpec, read_ou
 ARTIFACT_PATH = "trial"            # where in the trial's MLflow run its directory goes
 RETRY_SECONDS = 120.0              # how long an upload or download keeps trying (an MLflow server restart)
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)   # waits between attempts; the last one repeats
-WORKER_DIR_ENV = "MNIST_ETC_WORKER_DIR"
-# Per attempt: MLflow's own default (7 retries, backoff 2, 120 s timeout) would spend the whole budget in one go.
-HTTP_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+WORKER_DIR_ENV = "MNIST_ETC_WORKER_DIR"          # where a worker keeps a running trial (worker_dir())
+STUDY_STORAGE_ENV = "MNIST_ETC_STUDY_STORAGE"    # the scaled stack's study, on its sweep worker (scaled_defaults())
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -74,6 +72,13 @@ def code_version_refusal(theirs: str, mine: str, where: str) -> str | None:
             f"install the sweep's code on the worker (the same mnist_etc source) and restart it.")
 
 
+def scaled_defaults(storage: str | None, mlflow_uri: str | None) -> tuple[str | None, str | None]:
+    """--storage and --mlflow-uri of a `--runner deployment` sweep when not given: $MNIST_ETC_STUDY_STORAGE and
+    $MLFLOW_TRACKING_URI, which the scaled stack sets on its sweep worker and in its env.sh."""
+    return (storage or os.environ.get(STUDY_STORAGE_ENV) or None,
+            mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or None)
+
+
 def worker_dir() -> Path:
     """Where a worker keeps a trial while it runs: $MNIST_ETC_WORKER_DIR, else a folder in the system temp dir."""
     configured = os.environ.get(WORKER_DIR_ENV)
@@ -99,8 +104,12 @@ def trial_spec_from_dict(d: dict[str, Any]) -> TrialSpec:
 # ---------------------------------------------------------------------------------------------- retries
 
 def _patient_http() -> None:
-    for name, value in HTTP_PATIENCE.items():
-        os.environ.setdefault(name, value)
+    """The sweep's MLflow HTTP patience per attempt (mnist_etc.sweep.tracking), so that one attempt does not spend
+    the whole retry budget, and no progress bars in the logs."""
+    from mnist_etc.sweep.tracking import patient_http
+
+    patient_http()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _permanent(exc: BaseException) -> bool:
