@@ -182,5 +182,7 @@ def test_flow_publishes_a_table_artifact(repository, tmp_path, prefect_harness):
                                   "interval_ms": 500, "stability_percentage": 100, "strategy": "brute"},
                        options={"run": "flowtest", "artifacts": str(tmp_path / "a"), "mlflow": False})
     assert result["summary"]["points_ok"] == 1
-    artifact = Artifact.get(artifact_key("benchmark", "flowtest"))
+    # _sync=True, as Prefect's own callers write it: Artifact.get guesses sync or async from the calling context,
+    # and once returned a coroutine here (one clean-clone run of four, cause not found).
+    artifact = Artifact.get(artifact_key("benchmark", "flowtest"), _sync=True)
     assert artifact is not None and artifact.type == "table"
