@@ -14,7 +14,9 @@ A victim stops when its *largest* per-dimension variance falls below `eps` (ever
 converged) or its scores go NaN; the search stops when all have, or after `n_iter` iterations.
 
 All victims are searched at once: one [victims * n_samples, hid_dim] tensor per iteration. When decoder and
-target are both in process (`compiled`), decoding and scoring run as one compiled program (`in_process`).
+target are both in process (`compiled`), decoding and scoring run as one program (`in_process.fused`: ONNX
+Runtime, in cache-sized chunks on every core) and only the scores come back. Images are decoded once, at the
+end: each victim's best code and the last iteration's `n_best` codes it kept.
 """
 from __future__ import annotations
 
@@ -61,22 +63,20 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
     iterations = np.zeros(v, int)
     best_code = mean.copy()
     best_dist = np.full(v, np.inf)
-    best_img = np.zeros((v, 28, 28, 1), np.float32)
-    mean_img = np.zeros((v, 28, 28, 1), np.float32)
+    elite = np.broadcast_to(mean[:, None, :], (v, cfg.n_best, h)).copy()             # last kept codes
     queries = 0
     lr = cfg.lr
     if isinstance(decode, InProcess) and isinstance(score, InProcess):
         decode_and_score = fused(decode, score)
     else:
         def decode_and_score(z):
-            images = decode(z)
-            return images, score(images)
+            return score(decode(z))
     bar = tqdm(total=cfg.n_iter, desc="hill climbing", unit="it", disable=not progress, leave=True)
     for _ in range(cfg.n_iter):
         idx = np.flatnonzero(active)
         k = len(idx)
         codes = mean[idx, None, :] + np.sqrt(var[idx, None, :]) * rng.standard_normal((k, cfg.n_samples, h))
-        images, logits = decode_and_score(codes.reshape(k * cfg.n_samples, h).astype(np.float32))
+        logits = decode_and_score(codes.reshape(k * cfg.n_samples, h).astype(np.float32))
         queries += k * cfg.n_samples
         dist = np.sum((log_softmax(np.asarray(logits, np.float64)).reshape(k, cfg.n_samples, -1)
                        - target[idx]) ** 2, axis=-1)                                     # [k, S]
@@ -89,9 +89,7 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
         rows = idx[improved]
         best_dist[rows] = dist[np.arange(k), top][improved]
         best_code[rows] = codes[np.arange(k), top][improved]
-        decoded = np.asarray(images).reshape(k, cfg.n_samples, 28, 28, 1)
-        best_img[rows] = decoded[np.arange(k), top][improved]
-        mean_img[idx] = np.take_along_axis(decoded, order[..., None, None, None], axis=1).mean(axis=1)
+        elite[idx] = best
         best_mean, best_var = best.mean(axis=1), best.var(axis=1)
         var[idx] = (1 - lr) * var[idx] + lr * best_var + lr * (1 - lr) * (best_mean - mean[idx]) ** 2
         mean[idx] = (1 - lr) * mean[idx] + lr * best_mean
@@ -104,7 +102,11 @@ def hill_climb(decode: Decode, score: Score, target_logits: np.ndarray, prior_me
         if not active.any():
             break
     bar.close()
-    return ClimbResult(best_code.astype(np.float32), best_img, best_dist, mean_img, iterations, queries)
+    best_code = best_code.astype(np.float32)
+    best_img = np.asarray(decode(best_code), np.float32)
+    mean_img = np.asarray(decode(elite.reshape(v * cfg.n_best, h).astype(np.float32)), np.float32)
+    mean_img = mean_img.reshape(v, cfg.n_best, 28, 28, 1).mean(axis=1)
+    return ClimbResult(best_code, best_img, best_dist, mean_img, iterations, queries)
 
 
 def decode_prior_samples(decode: Decode, prior_mean: np.ndarray, prior_var: np.ndarray, n: int,

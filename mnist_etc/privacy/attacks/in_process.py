@@ -1,13 +1,16 @@
 """In-process forward passes for the attack's inner loop, at the speed of the hardware.
 
-`InProcess(model)` is a compiled Keras model usable as a `Decode` or a `Score`. Two things make it fast:
+`InProcess(model)` is a Keras model usable as a `Decode` or a `Score` (numpy in, numpy out), and
+`fused(decoder, target)` decodes and scores in one program (hill climbing uses it when both are in process).
+Both run as an ONNX Runtime program (`onnx_program.OnnxProgram`) when the networks convert, which ours do;
+otherwise, or with `backend="tensorflow"`, as a compiled TensorFlow program, which two things make faster
+than Keras' own layers:
 
 - a stride-2, 3x3, 'same' Conv2DTranspose (the decoder's upsampling) runs as its sub-pixel equivalent: one
   ordinary 2x2 convolution producing the four output phases as channels, then `depth_to_space`. It is the same
   linear map (y[2i + a, 2j + b] gathers the kernel taps of phase (a, b)), exact to float rounding, and oneDNN
   runs a forward convolution much faster than the input-gradient kernel TensorFlow uses for a transposed one;
-- `fused(decoder, target)` decodes and scores in one compiled program, so images never leave TensorFlow
-  between the two (hill climbing uses it when both are in process).
+- decoding and scoring are one compiled program, so images never leave TensorFlow between the two.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from mnist_etc.privacy.attacks.onnx_program import OnnxProgram, Unsupported
 from mnist_etc.privacy.layerwise import flat_layers
 from mnist_etc.tf_quiet import tf
 
@@ -67,24 +71,42 @@ def forward(model: tf.keras.Model, x: tf.Tensor, subpixel: bool = True) -> tf.Te
     return x
 
 
-class InProcess:
-    """A Keras model compiled for numpy batches: `InProcess(decoder)(codes) -> images`."""
+BACKENDS = ("auto", "tensorflow")
 
-    def __init__(self, model: tf.keras.Model, subpixel: bool = True):
+
+def _program(models: list[tf.keras.Model], backend: str) -> OnnxProgram | None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "tensorflow":
+        return None
+    try:
+        return OnnxProgram(models)
+    except Unsupported:
+        return None
+
+
+class InProcess:
+    """A Keras model for numpy batches: `InProcess(decoder)(codes) -> images`. `backend="auto"` runs it with
+    ONNX Runtime when it converts (`self.backend` says which ran), `"tensorflow"` always with TensorFlow."""
+
+    def __init__(self, model: tf.keras.Model, subpixel: bool = True, backend: str = "auto"):
         self.model, self.subpixel = model, subpixel   # subpixel=False: Keras' own layers (the reference)
+        self._program = _program([model], backend)
+        self.backend = "onnxruntime" if self._program is not None else "tensorflow"
         self._run = tf.function(lambda x: forward(model, x, subpixel), reduce_retracing=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._program is not None:
+            return self._program(x)
         return self._run(tf.constant(x, tf.float32)).numpy()
 
 
-def fused(decode: InProcess, score: InProcess) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """codes -> (images, logits) in one compiled program."""
-    run = tf.function(lambda z: (lambda im: (im, forward(score.model, im, score.subpixel)))(
-        forward(decode.model, z, decode.subpixel)), reduce_retracing=True)
-
-    def call(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        images, logits = run(tf.constant(codes, tf.float32))
-        return images.numpy(), logits.numpy()
-
-    return call
+def fused(decode: InProcess, score: InProcess) -> Callable[[np.ndarray], np.ndarray]:
+    """codes -> logits in one program: ONNX Runtime when both sides run there, else one TensorFlow program."""
+    if decode.backend == score.backend == "onnxruntime":
+        program = _program([decode.model, score.model], "auto")
+        if program is not None:
+            return program
+    run = tf.function(lambda z: forward(score.model, forward(decode.model, z, decode.subpixel), score.subpixel),
+                      reduce_retracing=True)
+    return lambda codes: run(tf.constant(codes, tf.float32)).numpy()
