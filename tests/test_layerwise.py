@@ -29,12 +29,13 @@ def test_layerwise_per_example_gradients_equal_per_example_backprop(hid_dim):
         np.testing.assert_allclose(f.numpy() / scale, r.numpy() / scale, atol=1e-5)
 
 
-@pytest.mark.parametrize("microbatches", [None, 4])
-def test_layerwise_dp_steps_equal_the_reference_path(microbatches):
-    """Same seed, same sampling, noise and assignment: the weights after three steps agree."""
+@pytest.mark.parametrize("path,microbatches", [("layerwise", None), ("layerwise", 4), ("registry", None)])
+def test_fast_dp_steps_equal_the_reference_path(path, microbatches):
+    """Same seed, same sampling, noise and assignment: the weights after three steps agree (`registry`:
+    tensorflow-privacy's fast clipping with our Conv2D / Conv2DTranspose registry functions)."""
     x = np.random.default_rng(0).random((40, 28, 28, 1)).astype(np.float32)
     weights = []
-    for path in ("layerwise", "vectorised"):
+    for path in (path, "vectorised"):
         ae = _autoencoder(8, 0)
         dp = DPSGD(ae, mse_per_example, tf.keras.optimizers.SGD(0.5), 0.01, 0.5, 8, microbatches,
                    np.random.default_rng(1), path=path)
@@ -53,6 +54,9 @@ def test_the_fastest_applicable_path_is_chosen():
     assert clipping_path(build_classifier_head(8), xent_per_example, 4) == "layerwise"
     odd = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3), tf.keras.layers.Dropout(0.1)])
     assert clipping_path(odd, xent_per_example, None) == "vectorised"
+    with pytest.raises(ValueError, match="registry clipping has no microbatches"):
+        DPSGD(ae, mse_per_example, tf.keras.optimizers.SGD(1.0), 1.0, 0.0, 4, 4, np.random.default_rng(0),
+              path="registry")
     with pytest.raises(ValueError, match="layerwise clipping needs"):
         DPSGD(odd, xent_per_example, tf.keras.optimizers.SGD(1.0), 1.0, 0.0, 4, None, np.random.default_rng(0),
               path="layerwise")

@@ -18,6 +18,11 @@ Clipping paths:
   clipped sum is then X^T (c * G) and sum(c * G) (Li et al. 2022, "ghost clipping");
 - `layerwise` (a stack of Conv2D / Conv2DTranspose / Dense layers, the conv autoencoder): per-example gradients
   from each layer's input and output gradient after one ordinary backward pass (`mnist_etc.privacy.layerwise`);
+- `registry` (the same stacks, no microbatches): tensorflow-privacy's fast gradient clipping, its gradient
+  norms from its layer registry extended with our Conv2D / Conv2DTranspose functions
+  (`mnist_etc.privacy.fast_clipping`), then a second backward pass of the clip-weighted loss; no example's
+  gradient is formed. Equal to the others, but a second backward pass costs more than the layerwise products
+  at these layer sizes (README, Performance), so `clipping_path` does not pick it;
 - `vectorised` (any model; the reference the others are tested against): per-example backprop with
   `tf.vectorized_map`.
 Microbatches take the per-example gradients of the layerwise or vectorised path, average them per microbatch
@@ -37,7 +42,8 @@ from typing import Callable
 
 import numpy as np
 
-from mnist_etc.privacy import layerwise
+from mnist_etc.privacy import fast_clipping, layerwise
+from mnist_etc.privacy.layerwise import OutputLoss
 from mnist_etc.tf_quiet import tf
 
 # (model, x, y) -> per-example loss [b]
@@ -92,6 +98,19 @@ def clipping_path(model: tf.keras.Model, loss: PerExampleLoss, microbatches: int
 
 def _clip_factors(sq_norms: tf.Tensor, clip: float) -> tf.Tensor:
     return tf.minimum(1.0, clip / tf.sqrt(tf.maximum(sq_norms, 1e-24)))
+
+
+def clipped_sum_registry(model: tf.keras.Model, output_loss: OutputLoss, x: tf.Tensor, y: tf.Tensor,
+                         clip: float) -> list[tf.Tensor]:
+    """Two-pass fast clipping: tensorflow-privacy's per-example gradient norms (one forward and backward pass,
+    `fast_clipping.layer_registry`), then the gradient of sum_i c_i loss_i with c_i = min(1, clip / norm_i)."""
+    from tensorflow_privacy.privacy.fast_gradient_clipping import clip_grads
+    norms = clip_grads.compute_gradient_norms(model, fast_clipping.layer_registry(), x, y,
+                                              per_example_loss_fn=lambda y_, out, _w: output_loss(out, y_))
+    c = tf.stop_gradient(_clip_factors(tf.square(norms), clip))
+    with tf.GradientTape() as tape:
+        weighted = tf.reduce_sum(c * output_loss(model(x, training=True), y))
+    return tape.gradient(weighted, model.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def per_example_grads(model: tf.keras.Model, loss: PerExampleLoss, x: tf.Tensor, y: tf.Tensor) -> list[tf.Tensor]:
@@ -189,7 +208,7 @@ class DPSGD:
     batch_size: int
     microbatches: int | None
     rng: np.random.Generator
-    path: str = "vectorised"           # or "layerwise", "ghost": see `clipping_path`
+    path: str = "vectorised"           # or "layerwise", "ghost", "registry": see `clipping_path`
     canaries: GradientCanaries | None = None   # the one-run audit's gradient canaries that are in the training set
 
     def __post_init__(self) -> None:
@@ -201,10 +220,13 @@ class DPSGD:
             if self.loss is not xent_per_example or dense[0].activation is not tf.keras.activations.linear:
                 raise ValueError("ghost clipping needs a linear Dense layer trained with xent_per_example")
             self._dense = dense[0]
-        elif self.path == "layerwise":
+        elif self.path in ("layerwise", "registry"):
             if self.loss not in OUTPUT_LOSSES or not layerwise.supports(self.model):
-                raise ValueError("layerwise clipping needs a stack of Conv2D / Conv2DTranspose / Dense layers and a "
-                                 "loss of mnist_etc.privacy.dp_sgd.OUTPUT_LOSSES")
+                raise ValueError(f"{self.path} clipping needs a stack of Conv2D / Conv2DTranspose / Dense layers "
+                                 "and a loss of mnist_etc.privacy.dp_sgd.OUTPUT_LOSSES")
+            if self.path == "registry" and self.microbatches is not None:
+                raise ValueError("registry clipping has no microbatches here (tensorflow-privacy's are contiguous "
+                                 "and equal; ours are random)")
         elif self.path != "vectorised":
             raise ValueError(f"unknown clipping path {self.path!r}")
         # reduce_retracing: realised batch sizes vary, so one trace generalises over the batch dimension.
@@ -219,6 +241,8 @@ class DPSGD:
     def _clipped_sum(self, x, y, assignment, extra_sums=None, extra_counts=None):
         if self.path == "ghost":
             return clipped_sum_ghost_dense(self._dense, x, y, self.l2_norm_clip)
+        if self.path == "registry":
+            return clipped_sum_registry(self.model, OUTPUT_LOSSES[self.loss], x, y, self.l2_norm_clip)
         if self.path == "layerwise" and self.microbatches is None:
             return layerwise.clipped_sum(self.model, OUTPUT_LOSSES[self.loss], x, y, self.l2_norm_clip)
         if self.path == "layerwise":
