@@ -5,8 +5,8 @@
 Epoch times are medians over epochs after the first (which includes tracing). The attack runs the course
 project's settings (n_iter 1024, 256 samples, 64 best) in process; a shorter climb compares this release's
 ONNX Runtime program with the previous release's TensorFlow program on the same victims and seed. Peak RSS is measured in child processes: a
-DP training of 2 and of 4 epochs per stage, an attack of 64 victims of 8 and of 16 iterations; memory that
-grew with epochs or iterations would show as a difference. Prints markdown tables.
+DP training of 2, 4 and 8 epochs per stage, an attack of 64 victims of 8, 16 and 64 iterations; memory that
+grew with epochs or iterations would show as a difference. Each child reports its own VmHWM. Prints markdown tables.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from mnist_etc.data import load_split
 from mnist_etc.models import Networks
 from mnist_etc.privacy.accounting import steps_per_epoch
 from mnist_etc.privacy.attacks.hill_climb import hill_climb
-from mnist_etc.privacy.attacks.in_process import InProcess
+from mnist_etc.privacy.attacks.in_process import InProcess, fused
+from mnist_etc.privacy.attacks.onnx_program import CHUNK, OnnxProgram
 from mnist_etc.privacy.attacks.runner import attack_model
 from mnist_etc.privacy.dp_sgd import DPSGD, mse_per_example
 from mnist_etc.tf_quiet import tf
@@ -38,7 +39,7 @@ def median_epoch(rows: list[dict[str, float]]) -> float:
 
 
 _CHILD = """
-import resource, sys
+import sys
 from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
 from mnist_etc.data import load_split
 split = load_split(DataConfig())
@@ -48,12 +49,14 @@ if what == "train":
     train(TrainConfig(ae_epochs=n, clf_epochs=n, ae_noise_multiplier=1.0, clf_noise_multiplier=1.0), split,
           progress=False)
 else:
+    from mnist_etc.models import Networks
     from mnist_etc.privacy.attacks.runner import attack_model
-    from mnist_etc.training import train
-    nets = train(TrainConfig(ae_epochs=1, clf_epochs=1), split, progress=False).networks
+    nets = Networks.build(32)   # untrained: no training peak to hide the attack's (its memory does not depend on weights)
     attack_model(nets, split, AttackConfig(attack="own-decoder", victims=32, n_iter=n, n_samples=256, n_best=64,
                                            eps=1e-30), progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, the peak of this process's own memory. Not getrusage's ru_maxrss: Linux carries the parent's peak
+# into it across a vfork + exec, so every child reported the benchmark's own peak (1,529 MiB twice, once).
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")))
 """
 
 
@@ -85,6 +88,30 @@ def attack_rate(nets, split, cfg: AttackConfig, backend: str) -> tuple[float, np
     t0 = time.perf_counter()
     res = hill_climb(decode, score, target, z.mean(axis=0), z.var(axis=0) + 1e-8, cfg, progress=False)
     return res.queries / (time.perf_counter() - t0), res.distance
+
+
+def program_rates(nets, n: int = 4096, repeats: int = 10) -> list[tuple[str, float]]:
+    """Candidates decoded and scored per second by the program alone (no hill climbing), `n` per call: where
+    the attack's speed comes from, step by step, in one run."""
+    z = np.random.default_rng(0).standard_normal((n, nets.decoder.input_shape[-1])).astype(np.float32)
+    tf_program = fused(InProcess(nets.decoder, backend="tensorflow"), InProcess(nets.full_model(), backend="tensorflow"))
+    models = [nets.decoder, nets.full_model()]
+    variants = [
+        ("TensorFlow, sub-pixel transposed convs, one program, the whole batch (previous release)", tf_program),
+        ("ONNX Runtime, our channels-first graph with ConvTranspose, the whole batch",
+         OnnxProgram(models, chunk=n, phases=False)),
+        (f"ONNX Runtime, same graph, chunks of {CHUNK} on every core", OnnxProgram(models, phases=False)),
+        (f"ONNX Runtime, transposed convs as phase convolutions, chunks of {CHUNK} (this release)",
+         OnnxProgram(models)),
+    ]
+    out = []
+    for name, run in variants:
+        run(z)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            run(z)
+        out.append((name, n * repeats / (time.perf_counter() - t0)))
+    return out
 
 
 def peak_rss_mib(what: str, n: int) -> float:
@@ -133,18 +160,20 @@ def main() -> None:
           f"program (before) {ref_rate:,.0f} images/s; one ONNX Runtime program (now) {fast_rate:,.0f} images/s "
           f"({fast_rate / ref_rate:.2f}x); same seed: mean best distance {ref_dist.mean():.5f} vs "
           f"{fast_dist.mean():.5f}, per victim relative difference median {np.median(rel):.1e}, max {rel.max():.1e}")
+    print("\n| program alone, 4,096 candidates per call | images/s |\n| --- | --- |")
+    for name, rate in program_rates(plain.networks):
+        print(f"| {name} | {rate:,.0f} |")
     print(f"\nattack own-decoder (n_iter {cfg.n_iter}, n_samples {cfg.n_samples}, n_best {cfg.n_best}, {n} victims "
           f"in one batch): {att.seconds:.1f} s, {att.victims_per_second:.3f} victims/s, "
           f"{att.queries / att.seconds:,.0f} scored images/s; mean iterations {att.iterations.mean():.0f}; "
           f"direct cosine {att.summary['direct_cosine']:.3f} vs label-only {att.summary['label_baseline_cosine']:.3f}")
     if not args.skip_memory:
-        print("\n| peak RSS (MiB) | short | long |")
-        print("| --- | --- | --- |")
-        print(f"| DP training (both stages, noise 1.0): 2 vs 4 epochs per stage | {peak_rss_mib('train', 2):,.0f} | "
-              f"{peak_rss_mib('train', 4):,.0f} |")
-        print(f"| own-decoder attack, 64 victims (32 + 32) x 256 samples: 8 vs 16 iterations | "
-              f"{peak_rss_mib('attack', 8):,.0f} | {peak_rss_mib('attack', 16):,.0f} |")
-
+        print("\n| peak RSS (MiB, each child's VmHWM) | short | long | longer |")
+        print("| --- | --- | --- | --- |")
+        print("| DP training (both stages, noise 1.0): 2 / 4 / 8 epochs per stage | "
+              + " | ".join(f"{peak_rss_mib('train', n):,.0f}" for n in (2, 4, 8)) + " |")
+        print("| own-decoder attack, 64 victims (32 + 32) x 256 samples: 8 / 16 / 64 iterations | "
+              + " | ".join(f"{peak_rss_mib('attack', n):,.0f}" for n in (8, 16, 64)) + " |")
 
 if __name__ == "__main__":
     main()

@@ -110,9 +110,10 @@ def _hwc_to_chw(h: int, w: int, c: int) -> np.ndarray:
 
 
 class _Graph:
-    def __init__(self):
+    def __init__(self, phases: bool = True):
         from onnx import helper, numpy_helper
         self.helper, self.numpy_helper = helper, numpy_helper
+        self.phases = phases   # False: transposed convolutions as ConvTranspose (the benchmark's comparison)
         self.nodes, self.inits, self.count = [], [], 0
 
     def const(self, array: np.ndarray) -> str:
@@ -186,7 +187,7 @@ def _emit(g: _Graph, chain_: list, x: str, shape: tuple) -> tuple[str, tuple]:
 
 
 def _conv(g: _Graph, layer, x: str, shape: tuple) -> tuple[str, tuple]:
-    if isinstance(layer, layers.Conv2DTranspose) and shape[0] in ("map", "poly"):
+    if isinstance(layer, layers.Conv2DTranspose) and shape[0] in ("map", "poly") and g.phases:
         done = _polyphase(g, layer, x, shape)
         if done is not None:
             return done
@@ -291,13 +292,13 @@ def _materialise(g: _Graph, x: str, shape: tuple) -> tuple[str, tuple]:
     return g.op("DepthToSpace", [x], blocksize=p, mode="DCR"), ("map", c, h * p, w * p)
 
 
-def to_onnx(models: Sequence[tf.keras.Model]) -> tuple[bytes, tuple[int, ...]]:
+def to_onnx(models: Sequence[tf.keras.Model], phases: bool = True) -> tuple[bytes, tuple[int, ...]]:
     """The chained models as a serialised ONNX model (input "x" and output "y" in Keras' layouts) and the
-    output's shape per row."""
+    output's shape per row. `phases=False` keeps transposed convolutions as ConvTranspose."""
     import onnx
     from onnx import TensorProto, helper
     in_shape = tuple(models[0].input_shape[1:])
-    g = _Graph()
+    g = _Graph(phases)
     if len(in_shape) == 1:
         x, shape = "x", ("flat", in_shape[0])
     elif len(in_shape) == 3:
@@ -329,9 +330,9 @@ class OnnxProgram:
     `chunk` rows on every core. Raises `Unsupported` when a layer cannot be converted or the program's output
     differs from TensorFlow's on a probe batch."""
 
-    def __init__(self, models: Sequence[tf.keras.Model], chunk: int = CHUNK):
+    def __init__(self, models: Sequence[tf.keras.Model], chunk: int = CHUNK, phases: bool = True):
         import onnxruntime as ort
-        graph, self.out_shape = to_onnx(models)
+        graph, self.out_shape = to_onnx(models, phases)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1   # one core per call; cores via chunks
         opts.log_severity_level = 3
