@@ -103,3 +103,19 @@ def test_a_forked_child_gets_its_own_thread_pool(tmp_path):
             os._exit(4)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_layers_without_bias_and_a_linear_dense_chain_convert():
+    tf.keras.utils.set_random_seed(5)
+    model = tf.keras.Sequential([
+        layers.Input((4,)), layers.Dense(3 * 3 * 16, use_bias=False), layers.Reshape((3, 3, 16)),
+        layers.Conv2DTranspose(8, 3, strides=2, padding="same", use_bias=False, activation="relu"),
+        layers.Conv2D(4, 3, padding="same", use_bias=False), layers.Flatten(),
+        layers.Dense(7), layers.Dense(5, use_bias=False), layers.Dense(3, activation="tanh"),
+    ])
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    program = OnnxProgram([model], chunk=8)
+    np.testing.assert_allclose(program(x), model(x).numpy(), atol=1e-5)
+    import onnx
+    ops = [n.op_type for n in onnx.load_from_string(to_onnx([model])[0]).graph.node]
+    assert ops.count("Gemm") == 2   # the first Dense, then the three linear-into-tanh Dense layers as one

@@ -87,7 +87,8 @@ def _program(models: list[tf.keras.Model], backend: str) -> OnnxProgram | None:
 
 class InProcess:
     """A Keras model for numpy batches: `InProcess(decoder)(codes) -> images`. `backend="auto"` runs it with
-    ONNX Runtime when it converts (`self.backend` says which ran), `"tensorflow"` always with TensorFlow."""
+    ONNX Runtime when it converts (`self.backend` says which ran), `"tensorflow"` always with TensorFlow. Build
+    it after training: the ONNX Runtime program keeps the weights the model had then."""
 
     def __init__(self, model: tf.keras.Model, subpixel: bool = True, backend: str = "auto"):
         self.model, self.subpixel = model, subpixel   # subpixel=False: Keras' own layers (the reference)

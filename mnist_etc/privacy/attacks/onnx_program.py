@@ -133,6 +133,12 @@ class _Graph:
         return x if kind is None else self.op(kind, [x])
 
 
+def _dense_weights(layer) -> tuple[np.ndarray, np.ndarray]:
+    kernel = layer.kernel.numpy().astype(np.float64)
+    bias = layer.bias.numpy().astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[1])
+    return kernel, bias
+
+
 def _emit(g: _Graph, chain_: list, x: str, shape: tuple) -> tuple[str, tuple]:
     """Append the layers to the graph. `shape` is ("flat", n) for a Keras-ordered vector, ("chw-flat", c, h, w)
     for a channels-first flattened map, or ("map", c, h, w) for an NCHW feature map."""
@@ -145,18 +151,17 @@ def _emit(g: _Graph, chain_: list, x: str, shape: tuple) -> tuple[str, tuple]:
         if isinstance(layer, layers.Dense):
             if shape[0] == "map":
                 raise Unsupported(f"layer {layer.name!r}: Dense on a feature map")
-            kernel, bias = layer.kernel.numpy().astype(np.float64), layer.bias.numpy().astype(np.float64)
+            kernel, bias = _dense_weights(layer)
             kind = _activation(layer)
             while kind is None and i + 1 < len(todo) and isinstance(todo[i + 1], layers.Dense):
                 i += 1
-                nxt = todo[i]
-                nk, kind = nxt.kernel.numpy().astype(np.float64), _activation(nxt)
-                kernel, bias = kernel @ nk, bias @ nk + nxt.bias.numpy()
+                nk, nb = _dense_weights(todo[i])
+                kernel, bias, kind = kernel @ nk, bias @ nk + nb, _activation(todo[i])
             if shape[0] == "chw-flat":
                 _, c, h, w = shape
                 kernel = kernel[_hwc_to_chw(h, w, c)]
             nxt = todo[i + 1] if i + 1 < len(todo) else None
-            if isinstance(nxt, layers.Reshape) and len(nxt.target_shape) == 3:
+            if isinstance(nxt, layers.Reshape) and len(nxt.target_shape) == 3 and min(nxt.target_shape) >= 1:
                 h, w, c = nxt.target_shape
                 perm = _hwc_to_chw(h, w, c)
                 x = g.act(g.op("Gemm", [x, g.const(kernel[:, perm]), g.const(bias[perm])]), kind)
@@ -171,7 +176,7 @@ def _emit(g: _Graph, chain_: list, x: str, shape: tuple) -> tuple[str, tuple]:
                 raise Unsupported(f"layer {layer.name!r}: Flatten of a vector")
             x, shape = g.op("Flatten", [x], axis=1), ("chw-flat",) + shape[1:]
         elif isinstance(layer, layers.Reshape):
-            if shape[0] != "flat" or len(layer.target_shape) != 3:
+            if shape[0] != "flat" or len(layer.target_shape) != 3 or min(layer.target_shape) < 1:
                 raise Unsupported(f"layer {layer.name!r}: Reshape other than a vector to a feature map")
             h, w, c = layer.target_shape
             x = g.op("Reshape", [x, g.const(np.array([-1, h, w, c], np.int64))])
@@ -327,8 +332,9 @@ def to_onnx(models: Sequence[tf.keras.Model], phases: bool = True) -> tuple[byte
 
 class OnnxProgram:
     """`OnnxProgram([decoder, target])(codes) -> logits`: the chained networks, run by ONNX Runtime in chunks of
-    `chunk` rows on every core. Raises `Unsupported` when a layer cannot be converted or the program's output
-    differs from TensorFlow's on a probe batch."""
+    `chunk` rows on every core. The program holds a copy of the weights as they were when it was built. Raises
+    `Unsupported` when a layer cannot be converted or the program's output differs from TensorFlow's on a
+    probe batch."""
 
     def __init__(self, models: Sequence[tf.keras.Model], chunk: int = CHUNK, phases: bool = True):
         import onnxruntime as ort
@@ -336,10 +342,15 @@ class OnnxProgram:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1   # one core per call; cores via chunks
         opts.log_severity_level = 3
-        # ONNX Runtime allows concurrent run() calls on one session: one session serves every core.
-        self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
         self.chunk = chunk
-        self._check(models)
+        try:
+            # ONNX Runtime allows concurrent run() calls on one session: one session serves every core.
+            self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+            self._check(models)
+        except Unsupported:
+            raise
+        except Exception as e:   # a graph ONNX Runtime refuses is a network this converter does not handle
+            raise Unsupported(f"ONNX Runtime refused the program: {e}") from e
 
     def _check(self, models: Sequence[tf.keras.Model]) -> None:
         in_shape = tuple(models[0].input_shape[1:])
