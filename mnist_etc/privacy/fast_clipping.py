@@ -25,15 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from mnist_etc.privacy import layerwise
 from mnist_etc.tf_quiet import tf
-
-
-def _patches(t: tf.Tensor, layer) -> tf.Tensor:
-    """[b, h, w, c] -> [b, positions, kh * kw * c]: the patches a Conv2D of the layer's geometry reads."""
-    kh, kw = layer.kernel_size
-    sh, sw = layer.strides
-    p = tf.image.extract_patches(t, [1, kh, kw, 1], [1, sh, sw, 1], [1, 1, 1, 1], layer.padding.upper())
-    return tf.reshape(p, [tf.shape(p)[0], -1, p.shape[-1]])
 
 
 def _group(t: tf.Tensor, num_microbatches) -> tf.Tensor:
@@ -58,15 +51,12 @@ def _bias_squared_norms(b: tf.Tensor, num_microbatches=None) -> tf.Tensor:
 
 
 def _pre_activation(layer, input_args: Sequence[Any], input_kwargs: Mapping[str, Any], tape: tf.GradientTape):
+    """The registry's first two outputs: the pre-activation output Z (watched by the tape) and the layer's output."""
     if input_kwargs or len(input_args) != 1:
         raise ValueError(f"layer {layer.name!r}: one positional input and no keyword arguments expected")
-    activation, layer.activation = layer.activation, None
-    try:
-        z = layer(input_args[0])
-    finally:
-        layer.activation = activation
+    z = layerwise.pre_activation(layer, input_args[0])
     tape.watch(z)
-    return z, activation(z) if activation is not None else z
+    return z, layer.activation(z)
 
 
 def conv2d_layer_computation(layer: tf.keras.layers.Conv2D, input_args: Sequence[Any],
@@ -79,7 +69,7 @@ def conv2d_layer_computation(layer: tf.keras.layers.Conv2D, input_args: Sequence
 
     def sqr_norm_fn(dz: tf.Tensor) -> tf.Tensor:
         g = tf.reshape(dz, [tf.shape(dz)[0], -1, dz.shape[-1]])
-        sq = outer_sum_squared_norms(_patches(x, layer), g, num_microbatches)
+        sq = outer_sum_squared_norms(layerwise.patches(x, layer), g, num_microbatches)
         return sq + _bias_squared_norms(g, num_microbatches) if layer.use_bias else sq
 
     return z, outputs, sqr_norm_fn
@@ -98,7 +88,7 @@ def conv2d_transpose_layer_computation(layer: tf.keras.layers.Conv2DTranspose, i
 
     def sqr_norm_fn(dz: tf.Tensor) -> tf.Tensor:
         a = tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]])           # input positions
-        sq = outer_sum_squared_norms(_patches(dz, layer), a, num_microbatches)
+        sq = outer_sum_squared_norms(layerwise.patches(dz, layer), a, num_microbatches)
         return sq + _bias_squared_norms(dz, num_microbatches) if layer.use_bias else sq
 
     return z, outputs, sqr_norm_fn

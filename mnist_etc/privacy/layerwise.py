@@ -43,7 +43,8 @@ def supports(model: tf.keras.Model) -> bool:
         all(not isinstance(l, layers.Conv2DTranspose) or l.output_padding is None for l in flat_layers(model))
 
 
-def _pre_activation(layer: tf.keras.layers.Layer, x: tf.Tensor) -> tf.Tensor:
+def pre_activation(layer: tf.keras.layers.Layer, x: tf.Tensor) -> tf.Tensor:
+    """A Dense / Conv2D / Conv2DTranspose layer's output before its activation."""
     if isinstance(layer, layers.Dense):
         z = tf.matmul(x, layer.kernel)
     elif isinstance(layer, layers.Conv2DTranspose):
@@ -58,7 +59,7 @@ def _pre_activation(layer: tf.keras.layers.Layer, x: tf.Tensor) -> tf.Tensor:
     return z + layer.bias if layer.use_bias else z
 
 
-def _patches(t: tf.Tensor, layer: tf.keras.layers.Layer) -> tf.Tensor:
+def patches(t: tf.Tensor, layer: tf.keras.layers.Layer) -> tf.Tensor:
     """[b, P, kh * kw * channels] patches in the kernel's (kh, kw, channel) order."""
     kh, kw = layer.kernel_size
     p = tf.image.extract_patches(t, [1, kh, kw, 1], [1, *layer.strides, 1], [1, 1, 1, 1], layer.padding.upper())
@@ -73,13 +74,13 @@ def per_example_grads(layer: tf.keras.layers.Layer, x: tf.Tensor, gz: tf.Tensor)
         gb = gz
     elif isinstance(layer, layers.Conv2DTranspose):
         kh, kw = layer.kernel_size
-        pg = _patches(gz, layer)                                       # [b, P, kh*kw*filters]
+        pg = patches(gz, layer)                                       # [b, P, kh*kw*filters]
         xi = tf.reshape(x, [b, -1, x.shape[-1]])                       # [b, P, in]
         gk = tf.reshape(tf.einsum("bpk,bpi->bki", pg, xi), [b, kh, kw, layer.filters, x.shape[-1]])
         gb = tf.reduce_sum(gz, axis=[1, 2])
     else:
         kh, kw = layer.kernel_size
-        px = _patches(x, layer)                                        # [b, P, kh*kw*in]
+        px = patches(x, layer)                                        # [b, P, kh*kw*in]
         go = tf.reshape(gz, [b, -1, gz.shape[-1]])                     # [b, P, out]
         gk = tf.reshape(tf.einsum("bpk,bpo->bko", px, go), [b, kh, kw, x.shape[-1], layer.filters])
         gb = tf.reduce_sum(gz, axis=[1, 2])
@@ -94,7 +95,7 @@ def _inputs_and_output_grads(model: tf.keras.Model, loss: OutputLoss, x: tf.Tens
         for layer in flat_layers(model):
             if isinstance(layer, SUPPORTED):
                 inputs.append(h)
-                z = _pre_activation(layer, h)
+                z = pre_activation(layer, h)
                 tape.watch(z)
                 zs.append(z)
                 h = layer.activation(z)

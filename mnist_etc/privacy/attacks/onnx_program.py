@@ -192,20 +192,20 @@ def _emit(g: _Graph, chain_: list, x: str, shape: tuple) -> tuple[str, tuple]:
 
 
 def _conv(g: _Graph, layer, x: str, shape: tuple) -> tuple[str, tuple]:
-    if isinstance(layer, layers.Conv2DTranspose) and shape[0] in ("map", "poly") and g.phases:
-        done = _polyphase(g, layer, x, shape)
-        if done is not None:
-            return done
-    x, shape = _materialise(g, x, shape)
-    if shape[0] != "map":
+    if shape[0] not in ("map", "poly"):
         raise Unsupported(f"layer {layer.name!r}: convolution of a vector")
     if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or \
             getattr(layer, "groups", 1) != 1 or layer.padding not in ("same", "valid"):
         raise Unsupported(f"layer {layer.name!r}: only channels-last, undilated, ungrouped, same/valid convolutions")
-    _, _, h, w = shape
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
     kernel = layer.kernel.numpy()
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(layer.filters, np.float32)
+    if isinstance(layer, layers.Conv2DTranspose) and g.phases:
+        done = _polyphase(g, layer, x, shape, kernel, bias)
+        if done is not None:
+            return done
+    x, shape = _materialise(g, x, shape)
+    _, _, h, w = shape
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
     if isinstance(layer, layers.Conv2DTranspose):
         if layer.output_padding is not None or kh < sh or kw < sw:
             raise Unsupported(f"layer {layer.name!r}: transposed convolution with output padding or kernel < stride")
@@ -239,7 +239,7 @@ def _poly_taps(k: int, s: int, crop: int, p: int, e: int) -> list[tuple[int, int
     return out
 
 
-def _polyphase(g: _Graph, layer, x: str, shape: tuple):
+def _polyphase(g: _Graph, layer, x: str, shape: tuple, kernel: np.ndarray, bias: np.ndarray):
     """A 'same' transposed convolution with stride s as ordinary convolutions on its input's grid, the output
     held in s x s phases (all channels of phase (0, 0), then of (0, 1), ...), so that nothing multiplies the
     zeros a transposed convolution inserts and no layer interleaves rows on the way. A plain map goes to s x s
@@ -256,8 +256,6 @@ def _polyphase(g: _Graph, layer, x: str, shape: tuple):
     if p == 1 and layer.filters < MIN_PHASE_FILTERS:
         return None
     crop, big = (kh - sh) // 2, p * sh
-    kernel = layer.kernel.numpy()                                   # [k, k, out, in]
-    bias = layer.bias.numpy() if layer.use_bias else np.zeros(layer.filters, np.float32)
     c_in, c_out = kernel.shape[3], layer.filters
     taps = [_poly_taps(kh, sh, crop, p, e) for e in range(big)]
     kind = _activation(layer)
