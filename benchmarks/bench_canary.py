@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.data import load_split
-from mnist_etc.privacy.canary import CanaryAuditConfig, run_canary_audit
+from mnist_etc.audit.canary import CanaryAuditConfig, run_canary_audit
 
 ROWS = [("non-private", 0.0, 1.0), ("DP noise 2.0", 2.0, 1.0), ("DP noise 1.0", 1.0, 1.0),
         ("DP noise 0.6", 0.6, 1.0), ("bug: accounted noise 10, trained 0.1", 10.0, 0.01)]

@@ -21,15 +21,16 @@ import time
 
 import numpy as np
 
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.data import load_split
 from mnist_etc.models import Networks
-from mnist_etc.privacy.accounting import steps_per_epoch
-from mnist_etc.privacy.attacks.hill_climb import hill_climb
-from mnist_etc.privacy.attacks.in_process import InProcess, fused
-from mnist_etc.privacy.attacks.onnx_program import CHUNK, OnnxProgram
-from mnist_etc.privacy.attacks.runner import attack_model
-from mnist_etc.privacy.dp_sgd import DPSGD, mse_per_example
+from mnist_etc.dp.accounting import steps_per_epoch
+from mnist_etc.audit.attacks.hill_climb import hill_climb
+from mnist_etc.audit.attacks.in_process import InProcess, fused
+from mnist_etc.keras_onnx import CHUNK, OnnxProgram
+from mnist_etc.audit.attacks.runner import attack_model
+from mnist_etc.dp.sgd import DPSGD, mse_per_example
 from mnist_etc.tf_quiet import tf
 from mnist_etc.training import train
 
@@ -40,7 +41,8 @@ def median_epoch(rows: list[dict[str, float]]) -> float:
 
 _CHILD = """
 import sys
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.data import load_split
 split = load_split(DataConfig())
 what, n = sys.argv[1], int(sys.argv[2])
@@ -50,7 +52,7 @@ if what == "train":
           progress=False)
 else:
     from mnist_etc.models import Networks
-    from mnist_etc.privacy.attacks.runner import attack_model
+    from mnist_etc.audit.attacks.runner import attack_model
     nets = Networks.build(32)   # untrained: no training peak to hide the attack's (its memory does not depend on weights)
     attack_model(nets, split, AttackConfig(attack="own-decoder", victims=32, n_iter=n, n_samples=256, n_best=64,
                                            eps=1e-30), progress=False)

@@ -21,11 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.data import load_split
-from mnist_etc.privacy import attacks
-from mnist_etc.privacy.accounting import privacy_report
-from mnist_etc.privacy.attacks.runner import attack_model
+from mnist_etc.audit import attacks
+from mnist_etc.dp.accounting import privacy_report
+from mnist_etc.audit.attacks.runner import attack_model
 from mnist_etc.training import train
 
 MODELS = {

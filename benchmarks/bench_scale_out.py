@@ -108,7 +108,7 @@ def main() -> int:
     results = []
     try:
         from mnist_etc.sweep import LocalRunner
-        from tasks.deployment_trials import DeploymentTrialRunner
+        from runners.deployment import DeploymentTrialRunner
 
         storage, mlflow_uri = dbs.study, state["mlflow_url"]
         r = sweep("bench-pool2", args.trials, 2, DeploymentTrialRunner(), storage, mlflow_uri, work)

@@ -10,7 +10,7 @@ public-prior attacker scores its candidates through Triton (an embedded server s
 beside it for the record, and a membership test runs through Triton too. When the champion is DP (or
 `policy.canary_audit` is true), the one-run canary audit trains its configuration once more with
 `policy.canary.canaries` canaries and bounds epsilon from below. `policy` is the audit policy
-(`mnist_etc.privacy.audit.AuditConfig`; in the Prefect UI a form, with `--params '{"policy": {...}}'` a
+(`mnist_etc.audit.run.AuditConfig`; in the Prefect UI a form, with `--params '{"policy": {...}}'` a
 mapping validated before the run starts). The flow run ends Failed when any of its tests fails: epsilon
 infinite (unless `allow_non_private`) or above `max_epsilon`; the excess leakage's 95% interval wholly above `leakage_bound`; the membership AUC's interval
 wholly above `membership_auc_bound`; the canary audit's epsilon_lb above the accounted epsilon (an accounting
@@ -19,17 +19,17 @@ Prefect automations can alert on it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from mnist_etc.errors import UserError
-from mnist_etc.export_source import newest_winner, resolve_source
+from mnist_etc.export_source import champion_uri, lineage_of, resolve_source
 from mnist_etc.model_store import load_model
-from mnist_etc.privacy.audit import AuditConfig, audit_dir_name, audit_summary, epsilon_of, served_version_of
-from mnist_etc.triton.repository import validate_model_name
+from mnist_etc.audit.config import AuditConfig
+from mnist_etc.audit.record import audit_summary, epsilon_of
+from mnist_etc.audit.run import audit_dir_name, served_version_of
+from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name
 from tasks.audit import attack_served_task, canary_audit_task, report_task
 
 
@@ -37,28 +37,12 @@ class AuditFailed(RuntimeError):
     """A test of the audit policy failed: the flow run ends Failed."""
 
 
-def champion_uri(champion: str | None) -> str:
-    if champion:
-        return champion
-    winner = json.loads(newest_winner().read_text())
-    name = (winner.get("mlflow") or {}).get("registered_model")
-    if not name:
-        raise UserError(f"the newest sweep winner ({winner.get('study')}) is not registered in MLflow; pass "
-                        f"champion='models:/<name>@champion' or rerun the sweep.")
-    return f"models:/{name}@champion"
-
-
-def lineage_of(uri: str) -> str:
-    """`models:/mnist-etc-smoke@champion` -> `mnist-etc-smoke`: audits of one registered model compare."""
-    return uri.split(":/", 1)[-1].lstrip("/").split("@")[0].split("/")[0]
-
-
 @flow(name="privacy-audit", log_prints=True,
       description="Attack the served champion (public-prior hill climbing through Triton, membership inference), "
                   "bound epsilon from below with a one-run canary audit, compare with the last audit; fail on "
                   "epsilon, excess leakage, membership, an accounting bug or growth.")
 def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None = None,
-                  served_model: str = "mnist_etc", repository: str = "triton/model_repository",
+                  served_model: str = DEFAULT_MODEL_NAME, repository: str = str(DEFAULT_REPOSITORY),
                   triton_url: str | None = None, policy: AuditConfig = AuditConfig(),
                   audits_dir: str = "artifacts/audits") -> dict[str, Any]:
     logger = get_run_logger()

@@ -14,15 +14,15 @@ from prefect import flow
 
 from mnist_etc.errors import UserError
 from mnist_etc.triton.model_config import BACKENDS, TritonModelConfig
-from mnist_etc.triton.repository import validate_model_name
+from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name
 from tasks.serving import export_task, log_to_mlflow_task, resolve_source_task
 
 
 @flow(name="export", log_prints=True,
       description="Export a trained classifier to ONNX, check parity and add it as a Triton model version.")
 def export(model_dir: str | None = None, winner: str | None = None, mlflow_model: str | None = None,
-           mlflow_tracking_uri: str | None = None, name: str = "mnist_etc",
-           repository: str = "triton/model_repository", triton_config: dict[str, Any] | None = None,
+           mlflow_tracking_uri: str | None = None, name: str = DEFAULT_MODEL_NAME,
+           repository: str = str(DEFAULT_REPOSITORY), triton_config: dict[str, Any] | None = None,
            backends: list[str] | None = None, opset: int = 17, log_to_mlflow: bool = True) -> dict[str, Any]:
     # Validated at the edge, before any task runs: unknown config keys and bad names get one sentence.
     cfg = TritonModelConfig.from_mapping(triton_config or {})

@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow
 
-from mnist_etc.triton.repository import validate_model_name
+from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name
 from tasks.serving import infer_task
 
 
@@ -21,8 +21,8 @@ class AccuracyMismatch(RuntimeError):
 
 
 @flow(name="infer", log_prints=True, description="Batch inference of the test split through Triton to CSV.")
-def infer(model: str = "mnist_etc", version: int | None = None, url: str | None = None,
-          repository: str = "triton/model_repository", out_dir: str = "artifacts/inference",
+def infer(model: str = DEFAULT_MODEL_NAME, version: int | None = None, url: str | None = None,
+          repository: str = str(DEFAULT_REPOSITORY), out_dir: str = "artifacts/inference",
           batch_size: int | None = None) -> dict[str, Any]:
     validate_model_name(model)
     summary = infer_task(model, version, url, repository, out_dir, batch_size)

@@ -19,17 +19,18 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.audit import AuditFailed, lineage_of, privacy_audit
+from flows.audit import AuditFailed, privacy_audit
 from flows.benchmark import benchmark
 from flows.export import export
 from flows.sweep import sweep
 from mnist_etc.benchmark.grid import BenchmarkOverrides, BenchmarkSpec
 from mnist_etc.benchmark.run import RunOptions
+from mnist_etc.export_source import lineage_of
 from mnist_etc.markdown_images import inline_images
 from mnist_etc.pipeline_report import PIPELINE_DIR, render_summary, save_pipeline_summary
-from mnist_etc.privacy.audit_policy import AuditConfig
+from mnist_etc.audit.config import AuditConfig
 from mnist_etc.sweep.space import SearchSpace
-from mnist_etc.triton.repository import validate_model_name
+from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name
 from tasks.serving import infer_task
 
 
@@ -41,8 +42,8 @@ def _run_name() -> str:
       description="Sweep, export the champion, serve it on Triton, benchmark the serving config, audit privacy.")
 def pipeline(space: str | SearchSpace = "search_spaces/smoke.yaml",
              grid: str | BenchmarkSpec = "search_spaces/benchmark_smoke.yaml",
-             trials: int | None = None, parallelism: int | None = None, served_model: str = "mnist_etc",
-             repository: str = "triton/model_repository", audit: AuditConfig = AuditConfig(),
+             trials: int | None = None, parallelism: int | None = None, served_model: str = DEFAULT_MODEL_NAME,
+             repository: str = str(DEFAULT_REPOSITORY), audit: AuditConfig = AuditConfig(),
              artifacts: str = "artifacts", run: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     validate_model_name(served_model)
@@ -85,7 +86,8 @@ def pipeline(space: str | SearchSpace = "search_spaces/smoke.yaml",
     audited = audit_state.result(raise_on_failure=False)
     failure = audited if isinstance(audited, BaseException) else None
     if failure is not None:
-        from mnist_etc.privacy.audit import audit_summary, previous_audit
+        from mnist_etc.audit.record import audit_summary
+        from mnist_etc.audit.run import previous_audit
 
         # An audit that failed its tests has still written its record (the newest of its lineage): summarise
         # that one. An audit that broke wrote none, and an older record must not stand in for it.

@@ -10,7 +10,7 @@ default, or a process pool), runs it, and publishes the summary as a Prefect mar
 Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10 to 15 s).
 
 `task_runner="deployment"` runs each trial as a flow run of `trial/default` on work pool mnist-etc-trials
-(tasks/deployment_trials.py, docs/scale-out.md); then `storage` and `mlflow_uri`, when not given, come from
+(runners/deployment.py, docs/scale-out.md); then `storage` and `mlflow_uri`, when not given, come from
 $MNIST_ETC_STUDY_STORAGE and $MLFLOW_TRACKING_URI, which the scaled stack sets on its worker, so
 `prefect deployment run 'sweep/scaled'` needs no parameters there.
 """
@@ -31,8 +31,8 @@ from mnist_etc.markdown_images import inline_images
 from mnist_etc.sweep import SweepOptions, run_sweep
 from mnist_etc.sweep.space import SearchSpace, load_search_space
 from mnist_etc.sweep.transport import scaled_defaults
-from tasks.deployment_trials import DeploymentTrialRunner
-from tasks.trials import PrefectTrialRunner, make_task_runner
+from runners.deployment import DeploymentTrialRunner
+from runners.task_runner import PrefectTrialRunner, make_task_runner
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Prefect flow `trial`: one Optuna trial on whichever worker of work pool `mnist-etc-trials` picks it up.
 
-Started by the sweep's `--runner deployment` (tasks/deployment_trials.py) as deployment `trial/default`, never by
+Started by the sweep's `--runner deployment` (runners/deployment.py) as deployment `trial/default`, never by
 hand. The worker shares no disk with the sweep: the trial runs in $MNIST_ETC_WORKER_DIR (else a temp dir), its
 directory is uploaded to the trial's MLflow run (artifact path `trial/`, retried for ~2 minutes while the MLflow
 server restarts) and the local copy deleted; the sweep downloads it back. A worker whose mnist_etc code differs
@@ -17,7 +17,8 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from mnist_etc.sweep import transport
-from tasks.deployment_trials import REFUSED_STATE
+from mnist_etc.tracking.layout import TRIAL_ARTIFACT_PATH
+from runners.deployment import REFUSED_STATE
 
 
 def _run_name() -> str:
@@ -39,5 +40,5 @@ def trial(spec: dict, code_version: str) -> dict[str, Any] | State:
     outcome = transport.run_trial_on_worker(trial_spec, work_dir, log=logger.warning)
     logger.info("trial #%d: values %s, %.1f s; files uploaded to MLflow run %s (artifact path %s/)",
                 outcome.number, [round(v, 4) for v in outcome.values], outcome.user_attrs.get("trial_seconds", 0.0),
-                trial_spec.mlflow_run_id, transport.ARTIFACT_PATH)
+                trial_spec.mlflow_run_id, TRIAL_ARTIFACT_PATH)
     return transport.outcome_summary(outcome)

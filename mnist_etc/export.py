@@ -26,7 +26,7 @@ from mnist_etc.atomic import staged_dir, write_json_atomic
 from mnist_etc.data import DataSplit, load_split
 from mnist_etc.errors import UserError
 from mnist_etc.model_store import StoredModel
-from mnist_etc.tensor_spec import DEFAULT_OPSET, IMAGE_SHAPE, INPUT_NAME, N_CLASSES, OUTPUT_NAME, check_opset
+from mnist_etc.tensor_spec import DEFAULT_OPSET, IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME, check_opset
 from mnist_etc.tf_quiet import tf
 
 FORMAT_VERSION = 1
@@ -178,44 +178,17 @@ def export_onnx(stored: StoredModel, out_dir: Path, split: DataSplit | None = No
 
 def save_mlflow_onnx_model(stored: StoredModel, path: Path, opset: int = DEFAULT_OPSET,
                            source: dict[str, Any] | None = None) -> ExportResult:
-    """The classifier as an MLflow model directory at `path`: the `onnx` flavour (and `python_function`, so
-    `mlflow.pyfunc.load_model(...).predict(images)["logits"]` and `mlflow models serve` work) with its signature,
-    input `input` float32 [-1, 28, 28, 1] -> `logits` float32 [-1, 10]. The ONNX is the one `export_onnx` makes
-    and checks for parity with TensorFlow; its export.json goes beside MLmodel."""
+    """The classifier as an MLflow model directory at `path` (the `onnx` flavour with its signature:
+    mnist_etc.tracking.export.save_onnx_flavour). The ONNX is the one `export_onnx` makes and checks for parity
+    with TensorFlow; its export.json goes beside MLmodel."""
     import tempfile
 
-    import mlflow
-    import mlflow.onnx
-    import onnx
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    from mnist_etc.tracking.export import save_onnx_flavour
 
     with tempfile.TemporaryDirectory(prefix="mnist-etc-mlflow-onnx-") as tmp:
         result = export_onnx(stored, Path(tmp) / "export", opset=opset, source=source)
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *IMAGE_SHAPE), INPUT_NAME)]),
-            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), OUTPUT_NAME)]))
-        # The requirements that MLflow would infer (it imports the model in a subprocess for that, 5 s a model),
-        # given directly: the onnx flavour's own pins plus what loading it as python_function needs.
-        requirements = [*mlflow.onnx.get_default_pip_requirements(), f"mlflow=={mlflow.__version__}",
-                        f"numpy=={np.__version__}"]
-        mlflow.onnx.save_model(onnx.load(str(result.onnx_path)), str(path), signature=signature,
-                               pip_requirements=requirements,
-                               metadata={"mnist_etc.onnx_sha256": result.record["onnx"]["sha256"],
-                                         "mnist_etc.source_model": str(stored.path.resolve())})
-        write_json_atomic(Path(path) / "export.json", result.record)
+        save_onnx_flavour(result.onnx_path, result.record, Path(path))
     return ExportResult(Path(path), Path(path) / "model.onnx", result.record, result.seconds)
-
-
-def log_export_to_mlflow(result: ExportResult, run_id: str, tracking_uri: str | None = None,
-                         artifact_path: str = "onnx") -> str:
-    """Attach model.onnx and export.json to the MLflow run that trained the source model; returns the URI."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    for name in ("model.onnx", "export.json"):
-        client.log_artifact(run_id, str(result.directory / name), artifact_path)
-    return f"runs:/{run_id}/{artifact_path}"
 
 
 def export_to_repository(stored: StoredModel, repository: Path, model_name: str, cfg: Any = None,

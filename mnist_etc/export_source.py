@@ -4,18 +4,20 @@
     >>> src = source_from_model_dir("artifacts/models/dev")
     >>> src = source_from_mlflow("models:/mnist_etc@champion", tracking_uri, Path("artifacts/mlflow_downloads"))
     >>> src.model_dir, src.info, src.mlflow_run_id
+    >>> check_source(mlflow_model="models:/mnist-etc-smoke@champion")   # the checks alone, nothing downloaded
+    >>> champion_uri(None)           # models:/<registered model of the newest sweep winner>@champion
 """
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import staged_dir
 from mnist_etc.errors import UserError
-from mnist_etc.mlflow_layout import KERAS_SOURCE_TAG, default_tracking_uri
+from mnist_etc.tracking.layout import CHAMPION_ALIAS, tracking_uri_or_default
+from mnist_etc.tracking.store import check_tracking_uri
 
 SWEEPS_DIR = Path("artifacts/sweeps")
 RUN_ID_KEYS = ("mlflow_run_id", "run_id")
@@ -79,7 +81,7 @@ def resolve_source(model_dir: str | Path | None = None, winner: str | Path | Non
     given = [name for name, v in (("--model", model_dir), ("--winner", winner), ("--mlflow-model", mlflow_model))
              if v is not None]
     if mlflow_model is not None and tracking_uri is None:
-        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+        tracking_uri = tracking_uri_or_default(None)
     if len(given) > 1:
         raise UserError(f"give one export source, not {' and '.join(given)}.")
     if model_dir is not None:
@@ -91,44 +93,71 @@ def resolve_source(model_dir: str | Path | None = None, winner: str | Path | Non
 
 def source_from_mlflow(uri: str, tracking_uri: str | None, download_dir: Path) -> ExportSource:
     """`models:/<name>@<alias>`, `models:/<name>/<version>` or `runs:/<run id>/<path>` whose artifacts hold a
-    trained-model directory (a model.json and its weights), downloaded under `download_dir`."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    trained-model directory (a model.json and its weights), downloaded under `download_dir`
+    (mnist_etc.tracking.registry resolves and downloads)."""
+    from mnist_etc.tracking.registry import download_model, resolve_model
 
-    if not isinstance(uri, str) or not uri.startswith(("models:/", "runs:/")):
-        raise UserError(f"MLflow model {uri!r} is not accepted; use models:/<name>@<alias>, "
-                        f"models:/<name>/<version> or runs:/<run id>/<path>.")
-    # The registry must be told the same URI: otherwise MLflow looks in ./mlflow.db and creates it.
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        if uri.startswith("runs:/"):
-            run_id, artifact_uri = uri[len("runs:/"):].split("/", 1)[0], uri
-        else:
-            ref = uri[len("models:/"):].strip("/")
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                version = client.get_model_version_by_alias(name, alias)
-            else:
-                name, _, number = ref.partition("/")
-                version = client.get_model_version(name, number)
-            # A champion registered as an ONNX model names the Keras model it was exported from (a run artifact).
-            keras = (version.tags or {}).get(KERAS_SOURCE_TAG)
-            run_id, artifact_uri = version.run_id, f"runs:/{version.run_id}/{keras}" if keras else version.source
-        # One directory per run, published whole: it becomes the export's recorded source model_dir.
-        with staged_dir(Path(download_dir) / f"run-{run_id}") as tmp:
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp),
-                                                               tracking_uri=tracking_uri))
-            relative = fetched.relative_to(tmp.resolve()) if fetched.is_relative_to(tmp.resolve()) else Path()
-        local = Path(download_dir) / f"run-{run_id}" / relative
-    except MlflowException as exc:
-        raise UserError(f"MLflow could not resolve {uri!r} (tracking URI {tracking_uri or 'default'}): "
-                        f"{str(exc).splitlines()[0][:200]}") from None
+    ref = resolve_model(uri, tracking_uri)
+    # One directory per run, published whole: it becomes the export's recorded source model_dir.
+    with staged_dir(Path(download_dir) / f"run-{ref.run_id}") as tmp:
+        fetched = download_model(ref, tracking_uri, tmp)
+        relative = fetched.relative_to(tmp.resolve()) if fetched.is_relative_to(tmp.resolve()) else Path()
+    local = Path(download_dir) / f"run-{ref.run_id}" / relative
     found = [local] if local.name == "model.json" else ([] if local.is_file() else list(local.rglob("model.json")))
     candidates = sorted(p.parent for p in found)
     if not candidates:
         raise UserError(f"the artifacts of MLflow model {uri!r} hold no trained-model directory (no model.json); "
                         f"register a run whose artifacts contain the model directory.")
-    info = {"kind": "mlflow", "mlflow_model": uri, "mlflow_run_id": run_id}
-    return ExportSource(candidates[0], info, run_id, tracking_uri)
+    info = {"kind": "mlflow", "mlflow_model": uri, "mlflow_run_id": ref.run_id}
+    return ExportSource(candidates[0], info, ref.run_id, tracking_uri)
+
+
+def champion_uri(champion: str | None, sweeps_dir: Path = SWEEPS_DIR) -> str:
+    """`champion`, or `models:/<registered model of the newest sweep winner>@champion`."""
+    if champion:
+        return champion
+    winner_file = newest_winner(sweeps_dir)
+    try:
+        winner = json.loads(winner_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"winner file {str(winner_file)!r} is not valid JSON ({exc}); rerun the sweep or pass "
+                        f"--champion models:/<name>@{CHAMPION_ALIAS}.") from None
+    name = (winner.get("mlflow") or {}).get("registered_model") if isinstance(winner, dict) else None
+    if not name:
+        raise UserError(f"the newest sweep winner ({winner_file}) is not registered in MLflow; pass "
+                        f"--champion models:/<name>@{CHAMPION_ALIAS} or rerun the sweep.")
+    return f"models:/{name}@{CHAMPION_ALIAS}"
+
+
+def lineage_of(uri: str) -> str:
+    """`models:/mnist-etc-smoke@champion` -> `mnist-etc-smoke`: audits of one registered model compare."""
+    return uri.split(":/", 1)[-1].lstrip("/").split("@")[0].split("/")[0]
+
+
+def check_champion(champion: str | None, tracking_uri: str | None = None) -> str:
+    """The champion's MLflow reference, resolved in its tracking store without downloading anything: a missing
+    winner, an unregistered one, a bad reference or a store without it is one sentence, before any flow runs."""
+    from mnist_etc.tracking.registry import check_model_reference
+
+    uri = champion_uri(champion)
+    check_model_reference(uri, tracking_uri)
+    return uri
+
+
+def check_source(model_dir: str | Path | None = None, winner: str | Path | None = None,
+                 mlflow_model: str | None = None, tracking_uri: str | None = None) -> None:
+    """What `resolve_source` would refuse, found without downloading or loading anything."""
+    given = [name for name, v in (("--model", model_dir), ("--winner", winner), ("--mlflow-model", mlflow_model))
+             if v is not None]
+    if len(given) > 1:
+        raise UserError(f"give one export source, not {' and '.join(given)}.")
+    if tracking_uri is not None:
+        check_tracking_uri(tracking_uri)
+    if mlflow_model is not None:
+        from mnist_etc.tracking.registry import check_model_reference
+
+        check_model_reference(mlflow_model, tracking_uri)
+    elif model_dir is not None:
+        source_from_model_dir(model_dir)
+    else:
+        source_from_winner(winner if winner is not None else newest_winner())

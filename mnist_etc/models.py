@@ -34,9 +34,17 @@ def build_decoder(hid_dim: int) -> tf.keras.Model:
 
 
 def build_classifier_head(hid_dim: int) -> tf.keras.Sequential:
-    """Linear (Dense-only) classifier on the code: DP-SGD clips it by ghost clipping (mnist_etc.privacy.dp_sgd)."""
+    """Linear (Dense-only) classifier on the code: DP-SGD clips it by ghost clipping (mnist_etc.dp.sgd)."""
     return tf.keras.Sequential([tf.keras.layers.Input((hid_dim,)), tf.keras.layers.Dense(N_CLASSES)],
                                name="classifier")
+
+
+def flat_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    """The layers of a (nested) Sequential model in order."""
+    out = []
+    for layer in model.layers:
+        out.extend(flat_layers(layer) if isinstance(layer, tf.keras.Sequential) else [layer])
+    return out
 
 
 @dataclass

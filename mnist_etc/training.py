@@ -1,10 +1,10 @@
 """Train the autoencoder, then the linear classifier on its frozen code; either stage with DP-SGD.
 
-A private stage (noise multiplier > 0) trains with `mnist_etc.privacy.dp_sgd`: Poisson-sampled batches,
+A private stage (noise multiplier > 0) trains with `mnist_etc.dp.sgd.DPSGD.from_config`: Poisson-sampled batches,
 per-example (or per-microbatch) clipping, Gaussian noise from a secret source, normalised by the expected
-batch size: the mechanism `mnist_etc.privacy.accounting` accounts. The classifier head (one Dense layer)
+batch size: the mechanism `mnist_etc.dp.accounting` accounts. The classifier head (one Dense layer)
 takes the ghost-clipping path; the conv autoencoder the layerwise path (per-example gradients from each
-layer's input and output gradient, `mnist_etc.privacy.layerwise`). A private stage
+layer's input and output gradient, `mnist_etc.dp.layerwise`). A private stage
 publishes no statistic of the training data: its per-epoch rows hold validation figures only, and
 `evaluate` leaves out the training-split figures it touches. Non-private stages use Keras `fit`.
 
@@ -26,8 +26,8 @@ from mnist_etc.data import DataSplit
 from mnist_etc.errors import UserError
 from mnist_etc.images import save_digit
 from mnist_etc.models import Networks
-from mnist_etc.privacy.accounting import PrivacyReport, privacy_report, steps_per_epoch
-from mnist_etc.privacy.dp_sgd import DPSGD, clipping_path, dp_rng, mse_per_example, xent_per_example
+from mnist_etc.dp.accounting import PrivacyReport, privacy_report, steps_per_epoch
+from mnist_etc.dp.sgd import DPSGD, dp_rng, mse_per_example, xent_per_example
 from mnist_etc.tf_quiet import tf
 
 # Called after every epoch with (stage, epoch index from 0, metrics): the sweep logs these to MLflow.
@@ -78,13 +78,6 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.dat
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def _dp_stage(model: tf.keras.Model, loss, noise: float, lr: float, cfg: TrainConfig,
-              rng: np.random.Generator | None) -> DPSGD:
-    return DPSGD(model, loss, tf.keras.optimizers.Adam(lr), cfg.l2_norm_clip, noise, cfg.batch_size,
-                 cfg.microbatches, rng if rng is not None else dp_rng(None)[0],
-                 path=clipping_path(model, loss, cfg.microbatches))
-
-
 def _run_dp_epochs(dp: DPSGD, x: np.ndarray, y: np.ndarray, epochs: int, cb: "_EpochCallback",
                    validate: Callable[[], dict[str, float]]) -> None:
     """Epochs of Poisson-sampled DP-SGD steps; each epoch's row holds validation figures only."""
@@ -129,7 +122,7 @@ def train_autoencoder(nets: Networks, split: DataSplit, cfg: TrainConfig, exampl
 
     cb = _EpochCallback("autoencoder", cfg.ae_epochs, progress, hook, save_examples)
     if cfg.ae_private:
-        dp = _dp_stage(autoencoder, mse_per_example, cfg.ae_noise_multiplier, cfg.ae_learning_rate, cfg, rng)
+        dp = DPSGD.from_config(autoencoder, mse_per_example, cfg, "autoencoder", rng if rng is not None else dp_rng(None)[0])
         val = lambda: {"val_loss": _mean_squared_error(autoencoder, split.x_val)}  # noqa: E731
         _run_dp_epochs(dp, split.x_train, split.x_train, cfg.ae_epochs, cb, val)
         return cb.rows
@@ -150,7 +143,7 @@ def train_classifier(nets: Networks, split: DataSplit, cfg: TrainConfig, progres
     model = nets.classifier
     cb = _EpochCallback("classifier", cfg.clf_epochs, progress, hook)
     if cfg.clf_private:
-        dp = _dp_stage(model, xent_per_example, cfg.clf_noise_multiplier, cfg.clf_learning_rate, cfg, rng)
+        dp = DPSGD.from_config(model, xent_per_example, cfg, "classifier", rng if rng is not None else dp_rng(None)[0])
 
         def val() -> dict[str, float]:
             # One direct call: Keras' predict() costs ~30 ms of set-up per call, as much as the epoch's 54 steps.

@@ -3,12 +3,10 @@ p99 latency budget, write it into the model repository (and adopt it with --adop
 from __future__ import annotations
 
 import argparse
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
-from mnist_etc_cli.options import flag_named
+from mnist_etc_cli.options import add_settings_options
 
 
 # Option names that differ from their field (the rest: --field-name); help texts are the fields' descriptions.
@@ -61,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="make the best config of a finished run the model's config.pbtxt (previous one kept in "
                         "configs/before-<run>.pbtxt), then stop")
 
-    add_override_options(p)
+    overrides = add_override_options(p)
 
     o = p.add_argument_group("outputs")
     o.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output root (default: artifacts)")
@@ -71,56 +69,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not write the best config into the model repository")
     o.add_argument("--no-prefect", action="store_true",
                    help="run without Prefect (no temporary Prefect server, no table artifact)")
-    p.set_defaults(func=cmd_benchmark)
+    p.set_defaults(func=cmd_benchmark, settings={"overrides": overrides})
 
 
-def _leaves(hint: Any) -> list[Any]:
-    """The plain types a field annotation accepts (Optional, Annotated and unions unwrapped)."""
-    origin = typing.get_origin(hint)
-    if origin is typing.Annotated:
-        return _leaves(typing.get_args(hint)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [leaf for arg in typing.get_args(hint) for leaf in _leaves(arg)]
-    return [] if hint is type(None) else [hint]
-
-
-def add_override_options(parser: argparse.ArgumentParser) -> None:
-    """One option per benchmark override (mnist_etc.benchmark.grid.OVERRIDES), typed after its field; lists
+def add_override_options(parser: argparse.ArgumentParser) -> Any:
+    """One option per benchmark override (`mnist_etc.benchmark.grid.OVERRIDES`, grouped as listed there); lists
     and ranges are given as text and expanded by the model itself."""
-    from mnist_etc.benchmark.grid import GRID_AXES, OVERRIDES
+    from mnist_etc.benchmark.grid import GRID_AXES, OVERRIDES, BenchmarkOverrides
 
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for title, owner, names in OVERRIDES:
-        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
-        for name in names:
-            f = owner.model_fields[name]
-            leaves = _leaves(f.annotation)
-            literal = [leaf for leaf in leaves if typing.get_origin(leaf) is typing.Literal]
-            kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f.description}
-            if name == "preferred_batch_size":
-                kw.update(action="append", metavar="SIZES", help="one choice per use: 8,16,32,64 or 'none' (Triton "
-                                                                 "prefers max_batch_size); repeat for several choices")
-            elif literal:
-                kw["choices"] = typing.get_args(literal[0])
-            elif leaves in ([int], [float]):
-                kw.update(type=leaves[0], metavar=leaves[0].__name__.upper())
-            else:
-                kw["metavar"] = "LIST" if name in GRID_AXES + ("concurrency",) else "DIR" if Path in leaves else "TEXT"
-            group.add_argument("--" + FLAG_NAMES.get(name, name).replace("_", "-"), **kw)
-
-
-def overrides_from_args(args: argparse.Namespace) -> Any:
-    """The overrides given on the command line, validated (one sentence naming the setting if not)."""
-    from mnist_etc.benchmark.grid import BenchmarkOverrides
-
-    from mnist_etc.errors import UserError
-
-    try:
-        return BenchmarkOverrides.parse({k: getattr(args, k) for k in BenchmarkOverrides.model_fields
-                                         if hasattr(args, k)})
-    except UserError as exc:
-        flags = {name: "--" + FLAG_NAMES.get(name, name).replace("_", "-") for name in BenchmarkOverrides.model_fields}
-        raise UserError(flag_named(str(exc), flags)) from None
+    groups: dict[str, tuple[str, ...]] = {}
+    for title, _, names in OVERRIDES:
+        groups[title] = groups.get(title, ()) + tuple(names)
+    extra: dict[str, dict[str, Any]] = {name: {"metavar": "LIST"} for name in GRID_AXES + ("concurrency",)}
+    extra["preferred_batch_size"] = {
+        "action": "append", "metavar": "SIZES",
+        "help": "one choice per use: 8,16,32,64 or 'none' (Triton prefers max_batch_size); repeat for several choices"}
+    return add_settings_options(parser, BenchmarkOverrides, groups=groups, extra=extra,
+                                flags={name: f"--{flag}" for name, flag in FLAG_NAMES.items()})
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -129,7 +94,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from mnist_etc.benchmark import RunOptions, preflight, resolve_spec
 
     # Everything a user can get wrong is checked here, before Prefect or Triton start.
-    overrides = overrides_from_args(args)
+    overrides = args.settings["overrides"].build(args)
     spec = resolve_spec(args.grid, overrides)
     options = RunOptions(url=args.url, run=args.run, artifacts=args.artifacts, mlflow_uri=args.mlflow_uri,
                          mlflow=not args.no_mlflow, write_best=not args.no_write_best)

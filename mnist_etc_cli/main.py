@@ -20,7 +20,7 @@ VERB_MODULES = [
     "mnist_etc_cli.serving",
     "mnist_etc_cli.benchmark",
     "mnist_etc_cli.pipeline",
-    "mnist_etc_cli.audit_dp",
+    "mnist_etc_cli.audit",
 ]
 
 

@@ -8,43 +8,28 @@ import sys
 from pathlib import Path
 
 from mnist_etc.errors import UserError
-from mnist_etc_cli.options import add_model_source_options
+from mnist_etc.tensor_spec import DEFAULT_OPSET
+from mnist_etc.triton.model_config import BACKENDS
+from mnist_etc.triton.server import ServerConfig
+from mnist_etc.triton.repository import DEFAULT_MODEL_NAME as DEFAULT_MODEL, DEFAULT_REPOSITORY as REPOSITORY
+from mnist_etc_cli.options import OptionSet, add_model_source_options, add_settings_options
 
-REPOSITORY = Path("triton/model_repository")
-DEFAULT_MODEL = "mnist_etc"
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,16,32, got {text!r}") from None
+INFERENCE_DIR = Path("artifacts/inference")
+SERVE_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}   # Triton's own defaults, so its clients find it
 
 
-def add_triton_config_options(parser: argparse.ArgumentParser) -> None:
-    """Options of `TritonModelConfig`; only those given override its defaults (see config_from_triton_args)."""
-    g = parser.add_argument_group("Triton model config (config.pbtxt)")
-    s = argparse.SUPPRESS
-    g.add_argument("--max-batch-size", type=int, default=s, metavar="INT", help="largest batch (default 64)")
-    g.add_argument("--max-queue-delay-us", dest="max_queue_delay_microseconds", type=int, default=s, metavar="INT",
-                   help="dynamic batcher's wait for more requests, microseconds (default 500)")
-    g.add_argument("--preferred-batch-size", type=_int_list, default=s, metavar="N,N,...",
-                   help="batch sizes the dynamic batcher aims for, e.g. 8,16,32 (default: max batch size)")
-    g.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false", default=s,
-                   help="serve each request on its own")
-    g.add_argument("--instance-count", type=int, default=s, metavar="INT", help="model instances (default 1)")
-    g.add_argument("--instance-kind", choices=["KIND_CPU", "KIND_GPU"], default=s,
-                   help="KIND_GPU for a GPU server such as the official container (default KIND_CPU)")
-    g.add_argument("--intra-op-threads", type=int, default=s, metavar="INT",
-                   help="ONNX Runtime threads per instance; 0 = all cores (default 0)")
-    g.add_argument("--version-policy", choices=["latest", "all"], default=s,
-                   help="serve the newest version only (latest, default) or every exported version (all)")
+# TritonModelConfig's settings an export sets from the command line (the rest: the benchmark's adopted config).
+TRITON_FIELDS = ("max_batch_size", "max_queue_delay_microseconds", "preferred_batch_size", "dynamic_batching",
+                 "instance_count", "instance_kind", "intra_op_threads", "version_policy")
+TRITON_FLAGS = {"max_queue_delay_microseconds": "--max-queue-delay-us"}
 
 
-def config_from_triton_args(args: argparse.Namespace):
+def add_triton_config_options(parser: argparse.ArgumentParser) -> OptionSet:
+    """Options of `TritonModelConfig` (config.pbtxt); only those given override its defaults."""
     from mnist_etc.triton.model_config import TritonModelConfig
 
-    return TritonModelConfig(**{k: v for k, v in vars(args).items() if k in TritonModelConfig.model_fields})
+    return add_settings_options(parser, TritonModelConfig, fields=TRITON_FIELDS, flags=TRITON_FLAGS,
+                                title="Triton model config (config.pbtxt)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,15 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "running ONNX Runtime, for the embedded server) and NAME_onnx (platform onnxruntime_onnx, for the "
         "official Triton containers and GPUs). Source: the newest sweep winner by default."))
     add_model_source_options(e)
-    e.add_argument("--name", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})")
-    e.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
-    e.add_argument("--backends", default="python,onnxruntime", metavar="LIST",
-                   help="which served models to write: python, onnxruntime or both (default both)")
-    e.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    e.add_argument("--name", default=DEFAULT_MODEL, help="served model name (default %(default)s)")
+    e.add_argument("--repository", type=Path, default=REPOSITORY, help="model repository (default %(default)s)")
+    e.add_argument("--backends", default=",".join(BACKENDS), metavar="LIST",
+                   help="which served models to write: python, onnxruntime or both (default %(default)s)")
+    e.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
     e.add_argument("--no-mlflow-log", action="store_true",
                    help="do not attach the ONNX file to the source's MLflow training run")
-    add_triton_config_options(e)
-    e.set_defaults(func=cmd_export)
+    triton = add_triton_config_options(e)
+    e.set_defaults(func=cmd_export, settings={"triton": triton})
 
     s = sub.add_parser("serve", help="run the embedded Triton server on the model repository until Ctrl-C",
                        description=(
@@ -72,15 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "127.0.0.1, and keep it running until Ctrl-C; the log goes to artifacts/triton/logs/. By default it "
         "loads every Python-backend model (the pip-shipped server has no onnxruntime backend). With --url, "
         "check an external Triton server instead and list its models."))
-    s.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
-    s.add_argument("--http-port", type=int, default=8000, help="HTTP port, 0 = a free one (default 8000)")
-    s.add_argument("--grpc-port", type=int, default=8001, help="gRPC port, 0 = a free one (default 8001)")
-    s.add_argument("--metrics-port", type=int, default=8002, help="metrics port, 0 = a free one (default 8002)")
+    s.add_argument("--repository", type=Path, default=REPOSITORY, help="model repository (default %(default)s)")
+    for name, port in SERVE_PORTS.items():
+        s.add_argument(f"--{name}-port", type=int, default=port, help=f"{name} port, 0 = a free one (default %(default)s)")
     s.add_argument("--model-control-mode", choices=["explicit", "none"], default="explicit",
-                   help="explicit (default): load the models named by --load-model (default: every Python-backend "
-                        "model), and accept load/unload requests; none: load every model in the repository")
+                   help="explicit: load the models named by --load-model (every Python-backend model when none is "
+                        "named) and accept load/unload requests; none: load every model in the repository "
+                        "(default %(default)s)")
     s.add_argument("--load-model", action="append", metavar="NAME", help="model to load at start (repeatable)")
-    s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness (default 120)")
+    s.add_argument("--timeout", type=float, default=ServerConfig.startup_timeout,
+                   help="seconds to wait for readiness (default %(default)s)")
     s.add_argument("--url", help="HOST:GRPC_PORT of an external Triton server to check instead")
     s.set_defaults(func=cmd_serve)
 
@@ -91,13 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the accuracy differs from the in-process accuracy recorded at export. Without --url, an embedded "
         "server is started for the run."))
     i.add_argument("--model", dest="served", default=DEFAULT_MODEL, metavar="NAME",
-                   help=f"served model name (default {DEFAULT_MODEL})")
+                   help="served model name (default %(default)s)")
     i.add_argument("--version", type=int, help="model version (default: the newest served)")
     i.add_argument("--url", help="HOST:GRPC_PORT of a running Triton server (default: start the embedded one)")
-    i.add_argument("--repository", type=Path, default=REPOSITORY, help=f"model repository (default {REPOSITORY})")
+    i.add_argument("--repository", type=Path, default=REPOSITORY, help="model repository (default %(default)s)")
     i.add_argument("--batch-size", type=int, help="images per request (default: the model's max_batch_size)")
-    i.add_argument("--out-dir", type=Path, default=Path("artifacts/inference"),
-                   help="where the CSV goes (default artifacts/inference)")
+    i.add_argument("--out-dir", type=Path, default=INFERENCE_DIR, help="where the CSV goes (default %(default)s)")
     i.set_defaults(func=cmd_infer)
 
 
@@ -107,16 +92,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if not backends or set(backends) - set(BACKENDS):
         raise UserError(f"--backends must list python and/or onnxruntime, got {args.backends!r}.")
-    triton_cfg = config_from_triton_args(args)   # validated before any work starts
+    triton_cfg = args.settings["triton"].build(args)   # validated before any work starts
     from mnist_etc.tensor_spec import check_opset
 
     check_opset(args.opset)
-    from mnist_etc.export import export_to_repository, log_export_to_mlflow
-    from mnist_etc.export_source import resolve_source
-    from mnist_etc.model_store import load_model
+    from mnist_etc.export_source import check_source, resolve_source
     from mnist_etc.triton.repository import validate_model_name
 
     validate_model_name(args.name)
+    check_source(args.model, args.winner, args.mlflow_model, args.mlflow_tracking_uri)   # nothing downloaded yet
+    from mnist_etc.export import export_to_repository
+    from mnist_etc.model_store import load_model
+    from mnist_etc.tracking.export import log_export_to_mlflow
+
     source = resolve_source(args.model, args.winner, args.mlflow_model, args.mlflow_tracking_uri)
     print(f"source: {source.model_dir} ({source.info.get('kind')})")
     stored = load_model(source.model_dir)
@@ -129,7 +117,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     for backend, model_dir in published.model_dirs.items():
         print(f"published {model_dir}/{published.version} ({backend} backend)")
     if source.mlflow_run_id and not args.no_mlflow_log:
-        uri = log_export_to_mlflow(result, source.mlflow_run_id, args.mlflow_tracking_uri or source.tracking_uri)
+        uri = log_export_to_mlflow(result.directory, source.mlflow_run_id,
+                                   args.mlflow_tracking_uri or source.tracking_uri)
         print(f"logged to MLflow: {uri}")
     print(f"serve it: mnist-etc serve --repository {args.repository}")
     return 0

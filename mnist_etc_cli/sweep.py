@@ -83,7 +83,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError("--no-prefect runs the trials in this process; it cannot be combined with --runner "
                         "deployment (drop one of them).")
     if args.runner == "deployment":   # the Prefect API, the MLflow server and trial/default, before any flow run
-        from tasks.deployment_trials import check_deployment_runner
+        from runners.deployment import check_deployment_runner
 
         check_deployment_runner(options.mlflow_uri)
     if args.no_prefect:
@@ -154,11 +154,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from mnist_etc.errors import UserError
     from mnist_etc.ports import port_is_free
     from mnist_etc.sweep.storage import sqlite_path
-    from mnist_etc.mlflow_layout import default_tracking_uri
+    from mnist_etc.tracking.layout import default_tracking_uri
+    from mnist_etc.tracking.store import check_tracking_uri
 
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be in 1..65535, got {args.port}.")
-    uri = args.tracking_uri or default_tracking_uri(args.artifacts)
+    uri = check_tracking_uri(args.tracking_uri) if args.tracking_uri else default_tracking_uri(args.artifacts)
     db = sqlite_path(uri) if uri.startswith("sqlite:") else None
     if uri.startswith("sqlite:") and (db is None or not db.exists()):
         raise UserError(f"no MLflow store at {uri} yet; run 'mnist-etc sweep' first or pass --tracking-uri.")

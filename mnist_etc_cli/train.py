@@ -5,12 +5,15 @@ import argparse
 import math
 from pathlib import Path
 
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
-from mnist_etc_cli.options import add_config_options, config_from_args, given
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
+from mnist_etc_cli.options import add_settings_options
 
 MODELS_DIR = Path("artifacts/models")
 ATTACKS_DIR = Path("artifacts/attacks")
-DATA_RENAME = {"seed": "split_seed"}
+DATA_FLAGS = {"seed": "--split-seed"}   # --seed is the training seed
+DEMO_ATTACK = {"victims": 25}          # the demo's comparison: more victims than a single attack's default
+DEMO_NOISE = 1.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "multiplier above 0 trains that stage with DP-SGD (Poisson sampling, per-example clipping, noise "
         "from a secret source); epsilon is accounted with dp_accounting (PLD, RDP beside). Writes weights, "
         "model.json and per-epoch example images to artifacts/models/<name>/."))
-    add_config_options(p, TrainConfig, title="training")
+    train_opts = add_settings_options(p, TrainConfig, title="training")
     p.add_argument("--noise-multiplier", type=float, metavar="FLOAT",
                    help="DP-SGD noise multiplier of both stages (a per-stage option overrides it)")
-    add_config_options(p, DataConfig, rename=DATA_RENAME, title="data")
+    data_opts = add_settings_options(p, DataConfig, flags=DATA_FLAGS, title="data")
     p.add_argument("--out", type=Path, help="model directory (default artifacts/models/<name from config>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, settings={"train": train_opts, "data": data_opts})
 
     a = sub.add_parser("attack", help="reconstruct test images from a trained model's scores by Bayesian "
                                       "hill climbing", description=(
@@ -36,33 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         "headline is the excess cosine over the label-only baseline (the public class-mean image of the "
         "predicted class) with a bootstrap 95% interval; writes attack.json and grid.png."))
     a.add_argument("--model", type=Path, required=True, help="a model directory written by 'mnist-etc train'")
-    add_config_options(a, AttackConfig, title="attack")
+    attack_opts = add_settings_options(a, AttackConfig, title="attack")
     a.add_argument("--out", type=Path, help="output directory (default artifacts/attacks/<model name>)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
-    a.set_defaults(func=cmd_attack)
+    a.set_defaults(func=cmd_attack, settings={"attack": attack_opts})
 
     d = sub.add_parser("demo", help="train a plain and a private model, attack both, print a comparison",
                        description="Train a non-private model and a DP-SGD model on the embedded digits, "
                                    "attack both with the same settings and print a comparison table.")
-    d.add_argument("--victims", type=int, default=25, help="victims per group, members and non-members (default 25)")
-    d.add_argument("--n-iter", type=int, default=AttackConfig().n_iter, help="hill-climbing iterations (default %(default)s)")
-    d.add_argument("--noise-multiplier", type=float, default=1.0,
-                   help="noise multiplier of the private model's two stages (default 1.0)")
-    d.set_defaults(func=cmd_demo)
+    demo_attack = add_settings_options(d, AttackConfig, fields=("victims", "n_iter"), base=DEMO_ATTACK, title="attack")
+    d.add_argument("--noise-multiplier", type=float, default=DEMO_NOISE,
+                   help="noise multiplier of the private model's two stages (default %(default)s)")
+    d.set_defaults(func=cmd_demo, settings={"attack": demo_attack})
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {}
     if args.noise_multiplier is not None:
         for stage in ("ae_noise_multiplier", "clf_noise_multiplier"):
-            if not given(args, TrainConfig, stage):
-                overrides[stage] = args.noise_multiplier
-    return config_from_args(TrainConfig, args, **overrides)
+            overrides[stage] = args.noise_multiplier   # a per-stage option given beside it wins
+    return args.settings["train"].build(args, flags=dict.fromkeys(overrides, "--noise-multiplier"), **overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = train_config_from_args(args)
-    data_cfg = config_from_args(DataConfig, args)
+    data_cfg = args.settings["data"].build(args)
     from mnist_etc.data import load_split
     from mnist_etc.model_store import default_model_name, train_and_save
 
@@ -81,12 +82,12 @@ def print_model_summary(out: Path, metrics: dict[str, float], statement: str) ->
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    cfg = config_from_args(AttackConfig, args)
+    cfg = args.settings["attack"].build(args)
     from mnist_etc.data import load_split
     from mnist_etc.model_store import load_model
-    from mnist_etc.privacy.attack_report import headline_lines, save_attack
-    from mnist_etc.privacy.attacks.runner import attack_model, check_attack_inputs
-    from mnist_etc.privacy.metrics import LEAKAGE_METRICS
+    from mnist_etc.audit.attacks.report import headline_lines, save_attack
+    from mnist_etc.audit.attacks.runner import attack_model, check_attack_inputs
+    from mnist_etc.audit.leakage import LEAKAGE_METRICS
 
     stored = load_model(args.model)
     split = load_split(stored.data_config)
@@ -109,14 +110,14 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    attack_cfg = AttackConfig(victims=args.victims, n_iter=args.n_iter)   # checked before TensorFlow loads
+    attack_cfg = args.settings["attack"].build(args)   # checked before TensorFlow loads
     plain = TrainConfig()
     private = TrainConfig(ae_noise_multiplier=args.noise_multiplier, clf_noise_multiplier=args.noise_multiplier)
 
     from mnist_etc.data import load_split
     from mnist_etc.model_store import default_model_name, train_and_save
-    from mnist_etc.privacy.attack_report import save_attack
-    from mnist_etc.privacy.attacks.runner import attack_model
+    from mnist_etc.audit.attacks.report import save_attack
+    from mnist_etc.audit.attacks.runner import attack_model
 
     split = load_split(DataConfig())
     rows = []

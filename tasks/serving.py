@@ -13,10 +13,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mnist_etc.artifact_keys import artifact_key
-from mnist_etc.export import ExportResult, export_to_repository, log_export_to_mlflow
+from mnist_etc.export import ExportResult, export_to_repository
 from mnist_etc.export_source import ExportSource, resolve_source
 from mnist_etc.inference import infer_test_split
 from mnist_etc.model_store import load_model
+from mnist_etc.tracking.export import log_export_to_mlflow
 from mnist_etc.triton.model_config import TritonModelConfig
 
 
@@ -54,7 +55,7 @@ def export_task(source: ExportSource, repository: str, name: str, triton_config:
 
 @task(name="log-onnx-to-mlflow", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
 def log_to_mlflow_task(result: ExportResult, run_id: str, tracking_uri: str | None) -> str:
-    uri = log_export_to_mlflow(result, run_id, tracking_uri)
+    uri = log_export_to_mlflow(result.directory, run_id, tracking_uri)
     get_run_logger().info("logged model.onnx and export.json to %s", uri)
     return uri
 

@@ -13,10 +13,10 @@ VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--hid-dim", "300"], "hid_dim must be an integer in 2..256, got 300."),
-    (["--noise-multiplier", "-0.5"], "ae_noise_multiplier must be a finite number >= 0, got -0.5."),
-    (["--l2-norm-clip", "0"], "l2_norm_clip must be a finite number > 0, got 0.0."),
-    (["--microbatches", "7"], "microbatches must divide batch_size 64, got 7."),
+    (["--hid-dim", "300"], "--hid-dim must be an integer in 2..256, got 300."),
+    (["--noise-multiplier", "-0.5"], "--noise-multiplier must be a finite number >= 0, got -0.5."),
+    (["--l2-norm-clip", "0"], "--l2-norm-clip must be a finite number > 0, got 0.0."),
+    (["--microbatches", "7"], "--microbatches must divide batch_size 64, got 7."),
     (["--data", "no/such/mnist.npz"], "data file 'no/such/mnist.npz' does not exist"),
 ])
 def test_bad_train_input_gets_one_sentence_and_no_artifact(argv, message, tmp_path, capsys):
@@ -61,8 +61,8 @@ def test_attack_writes_report(tiny_model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, sentence", [
-    (["--attack", "magic"], "attack must be one of public-prior, own-decoder, got 'magic'."),
-    (["--victims", "0"], "victims must be an integer >= 1, got 0."),
+    (["--attack", "magic"], "--attack must be one of public-prior, own-decoder, got 'magic'."),
+    (["--victims", "0"], "--victims must be an integer >= 1, got 0."),
     (["--public-data", "/nonexistent.npz"], "is neither 'held-out' nor an existing .npz file"),
 ])
 def test_bad_attack_options_get_one_sentence_and_no_artifact(tiny_model_dir, tmp_path, capsys, argv, sentence):
@@ -108,9 +108,9 @@ def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
     (["pipeline", "--audit-victims", "3"], "--audit-victims must be at least 50 per group"),
     (["audit", "--canaries", "1"], "--canaries must be an integer >= 2, got 1."),
     (["audit", "--canary-confidence", "1"], "--canary-confidence must be a number strictly between 0 and 1, got 1.0."),
-    (["audit-dp", "--canaries", "0"], "canaries must be an integer >= 2, got 0."),
-    (["audit-dp", "--inclusion", "0"], "inclusion must be a number strictly between 0 and 1, got 0.0."),
-    (["audit-dp", "--confidence", "1.2"], "confidence must be a number strictly between 0 and 1, got 1.2."),
+    (["audit-dp", "--canaries", "0"], "--canaries must be an integer >= 2, got 0."),
+    (["audit-dp", "--inclusion", "0"], "--inclusion must be a number strictly between 0 and 1, got 0.0."),
+    (["audit-dp", "--confidence", "1.2"], "--confidence must be a number strictly between 0 and 1, got 1.2."),
 ])
 def test_bad_audit_policy_is_refused_before_any_flow_starts(argv, sentence):
     done = subprocess.run([str(VENV_BIN / "mnist-etc"), *argv], capture_output=True, text=True, timeout=120)

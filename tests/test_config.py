@@ -1,6 +1,7 @@
 import pytest
 
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.errors import UserError
 
 
@@ -46,12 +47,12 @@ def test_defaults_are_valid():
 def test_bool_fields_become_flags_and_dp_defaults_are_safe():
     import argparse
 
-    from mnist_etc_cli.options import add_config_options, config_from_args
+    from mnist_etc_cli.options import add_settings_options
 
     assert TrainConfig().delta == 1e-5 and TrainConfig().insecure_seeded_dp is False
     parser = argparse.ArgumentParser()
-    add_config_options(parser, TrainConfig)
-    assert config_from_args(TrainConfig, parser.parse_args([])).insecure_seeded_dp is False
-    assert config_from_args(TrainConfig, parser.parse_args(["--insecure-seeded-dp"])).insecure_seeded_dp is True
+    opts = add_settings_options(parser, TrainConfig)
+    assert opts.build(parser.parse_args([])).insecure_seeded_dp is False
+    assert opts.build(parser.parse_args(["--insecure-seeded-dp"])).insecure_seeded_dp is True
     with pytest.raises(UserError, match="insecure_seeded_dp must be true or false, got 'yes'"):
         TrainConfig(insecure_seeded_dp="yes")

@@ -24,7 +24,8 @@ import pytest
 from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports
 from mnist_etc.sweep import transport
-from mnist_etc.sweep.trial import OUTCOME_FILE, TrialOutcome, TrialSpec
+from mnist_etc.sweep.trial import TrialOutcome, TrialSpec
+from mnist_etc.tracking.layout import OUTCOME_FILE
 from tests.conftest import local_stack
 from tests.test_sweep import write_space
 
@@ -193,7 +194,7 @@ def tiny_spec(tmp_path: Path, mlflow_uri: str | None = None, run_id: str | None 
 
 def test_a_worker_of_another_code_version_refuses_with_one_sentence(tmp_path):
     from flows.trial import trial
-    from tasks.deployment_trials import REFUSED_STATE
+    from runners.deployment import REFUSED_STATE
 
     spec = tiny_spec(tmp_path)
     state = trial.fn(spec.to_dict(), "0.1.0+000000000000")
@@ -233,7 +234,7 @@ def test_a_spec_survives_the_trip_through_flow_parameters(tmp_path):
 def test_pre_start_check_without_prefect_api_or_mlflow_server(monkeypatch):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.deployment_trials import check_deployment_runner
+    from runners.deployment import check_deployment_runner
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with temporary_settings({PREFECT_API_URL: None}):
@@ -321,7 +322,7 @@ def test_transport_round_trip_through_the_mlflow_server(mlflow_server, tmp_path)
 @pytest.mark.slow
 def test_pre_start_check_names_a_missing_deployment_and_an_mlflow_server_that_does_not_answer(
         prefect_api, mlflow_server):
-    from tasks.deployment_trials import check_deployment_runner
+    from runners.deployment import check_deployment_runner
 
     with pytest.raises(UserError, match=r"^--runner deployment needs an http\(s\):// MLflow tracking server .*got "
                                         r"'sqlite:///x.db'; pass --mlflow-uri http://HOST:PORT"):
@@ -340,7 +341,7 @@ def test_a_pool_with_no_worker_online_stops_the_sweep_with_one_sentence(prefect_
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
-    import tasks.deployment_trials as dt
+    import runners.deployment as dt
 
     monkeypatch.setattr(dt, "NO_WORKER_SECONDS", 2.0)
     monkeypatch.setattr(dt, "POLL_SECONDS", 0.5)
@@ -368,7 +369,7 @@ def test_a_pool_with_no_worker_online_stops_the_sweep_with_one_sentence(prefect_
 def test_a_worker_of_another_code_version_stops_the_sweep(prefect_api, mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    from tasks.deployment_trials import DeploymentTrialRunner
+    from runners.deployment import DeploymentTrialRunner
 
     client = MlflowClient(mlflow_server["uri"])
     run_id = client.create_run(client.create_experiment(f"refusal-{os.getpid()}")).info.run_id
@@ -482,7 +483,7 @@ def test_a_worker_killed_mid_trial_loses_nothing_its_trial_is_failed_and_run_aga
 
     import optuna
 
-    import tasks.deployment_trials as dtr
+    import runners.deployment as dtr
 
     monkeypatch.setattr(dtr, "POLL_SECONDS", 1.0)
     runner = dtr.DeploymentTrialRunner()
@@ -535,7 +536,7 @@ def test_an_mlflow_server_restarted_mid_sweep_delays_the_uploads_and_the_sweep_c
     import threading
 
     import optuna
-    from tasks.deployment_trials import DeploymentTrialRunner
+    from runners.deployment import DeploymentTrialRunner
 
     seen: dict = {}
 
@@ -671,7 +672,7 @@ def test_a_trial_for_a_worker_waits_for_its_mlflow_run_then_the_sweep_stops_with
     from mnist_etc.sweep import SweepOptions
     from mnist_etc.sweep import orchestrator
     from mnist_etc.sweep.space import load_search_space
-    from mnist_etc.sweep.tracking import SweepTracker
+    from mnist_etc.tracking.sweep import SweepTracker
 
     monkeypatch.setattr(transport, "RETRY_SECONDS", 3.0)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

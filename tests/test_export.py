@@ -167,7 +167,7 @@ def test_default_source_is_the_newest_winner(tmp_path, monkeypatch):
 def test_mlflow_alias_source_and_onnx_logged_next_to_the_run(exported, tiny_model_dir, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from mnist_etc.export import log_export_to_mlflow
+    from mnist_etc.tracking.export import log_export_to_mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri, registry_uri=uri)
@@ -181,7 +181,7 @@ def test_mlflow_alias_source_and_onnx_logged_next_to_the_run(exported, tiny_mode
     src = resolve_source(mlflow_model="models:/digits@champion", tracking_uri=uri, download_dir=tmp_path / "dl")
     assert src.mlflow_run_id == run.info.run_id and (src.model_dir / "model.json").is_file()
     assert (src.model_dir / "model.json").read_text() == (tiny_model_dir / "model.json").read_text()
-    assert log_export_to_mlflow(exported, run.info.run_id, uri) == f"runs:/{run.info.run_id}/onnx"
+    assert log_export_to_mlflow(exported.directory, run.info.run_id, uri) == f"runs:/{run.info.run_id}/onnx"
     logged = sorted(a.path for a in client.list_artifacts(run.info.run_id, "onnx"))
     assert logged == ["onnx/export.json", "onnx/model.onnx"]
     with pytest.raises(UserError, match="MLflow could not resolve 'models:/digits@nope'"):

@@ -24,7 +24,7 @@ TINY_GRID = {
 
 def test_pipeline_runs_every_stage_and_writes_one_summary(prefect_harness, tmp_path):
     from flows.pipeline import pipeline
-    from mnist_etc.privacy.audit_policy import AuditConfig
+    from mnist_etc.audit.config import AuditConfig
 
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(TINY_GRID))

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
 from mnist_etc.errors import UserError
 from mnist_etc.ports import free_ports
 from mnist_etc.sweep.space import load_search_space
@@ -79,7 +80,7 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
 
     from flows.sweep import sweep
     from mnist_etc.model_store import load_model
-    from mnist_etc.mlflow_layout import default_tracking_uri
+    from mnist_etc.tracking.layout import default_tracking_uri
 
     space = write_space(tmp_path, "e2e", trials=2, parallelism=2)
     result = sweep(space=str(space), artifacts=str(sweep_root))
@@ -189,7 +190,7 @@ def test_prefect_runner_returns_a_failed_task_as_the_trial_result(prefect_harnes
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from mnist_etc.sweep.trial import TrialSpec
-    from tasks.trials import PrefectTrialRunner
+    from runners.task_runner import PrefectTrialRunner
 
     @flow
     def one_batch(specs: list) -> list:

@@ -12,8 +12,8 @@ and brute force), `perf` (the perf_analyzer runner, its measurement settings, it
 `reconfigure` (load with a config override, read back), `session` (the server, restarts, one point),
 `ceiling` (in-process ONNX Runtime), `analysis` (figures from repeated measurements, best under budget,
 verdict, improvement), `results` (a point's row), `report` (plots, summary), `adopt` (the best config into
-the repository), `tracking` (MLflow), `run` (measure, then publish). No Prefect here: see tasks/benchmark.py and
-flows/benchmark.py.
+the repository), `run` (measure, publish, then log to MLflow through mnist_etc.tracking.benchmark). No Prefect
+here: see tasks/benchmark.py and flows/benchmark.py.
 """
 from mnist_etc.lazy_exports import lazy_exports
 

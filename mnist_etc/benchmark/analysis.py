@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from mnist_etc.benchmark.objective import objective_value
 from mnist_etc.benchmark.results import PointResult
 from mnist_etc.benchmark.strategies import Point
 
@@ -74,11 +75,7 @@ class Figure:
         return budget_ms is None or self.p99_ms <= budget_ms
 
     def objective_value(self, objective: str, ceiling_ips: float | None) -> float | None:
-        if objective == "throughput":
-            return self.throughput
-        if objective == "throughput_per_instance":
-            return self.throughput / self.point.config.instance_count
-        return self.efficiency(ceiling_ips)
+        return objective_value(objective, self.throughput, self.point.config.instance_count, ceiling_ips)
 
     def brief(self, objective: str, ceiling_ips: float | None) -> dict[str, Any]:
         return {"point": self.index, "points": [r.index for r in self.results], "config_id": self.point.config_id,

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mnist_etc.benchmark.objective import objective_value
 from mnist_etc.benchmark.perf import PerfMeasurement
 from mnist_etc.benchmark.strategies import Point
 
@@ -73,11 +74,7 @@ class PointResult:
     def objective_value(self, objective: str, ceiling_ips: float | None) -> float | None:
         if not self.ok:
             return None
-        if objective == "throughput":
-            return self.throughput
-        if objective == "throughput_per_instance":
-            return self.throughput / self.point.config.instance_count
-        return self.efficiency(ceiling_ips)
+        return objective_value(objective, self.throughput, self.point.config.instance_count, ceiling_ips)
 
     def to_row(self, batch_size: int, protocol: str, ceiling_ips: float | None,
                budget_ms: float | None) -> dict[str, Any]:

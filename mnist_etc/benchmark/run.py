@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
 from mnist_etc.atomic import staged_dir, write_json_atomic, write_text_atomic
 from mnist_etc.benchmark.adopt import candidate_name, write_candidate
@@ -36,7 +36,8 @@ from mnist_etc.benchmark.session import BenchmarkSession, ServerDown
 from mnist_etc.benchmark.strategies import Point, describe_strategy, make_strategy, plan_configs
 from mnist_etc.config import Settings
 from mnist_etc.errors import UserError
-from mnist_etc.mlflow_layout import default_tracking_uri
+from mnist_etc.tracking.layout import default_tracking_uri
+from mnist_etc.tracking.store import check_tracking_uri
 from mnist_etc.triton.model_config import PYTHON
 from mnist_etc.triton.repository import list_models, versions
 
@@ -58,6 +59,11 @@ class RunOptions(Settings):
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<artifacts>/mlflow.db")
     mlflow: bool = Field(True, description="log the run to MLflow")
     write_best: bool = Field(True, description="write configs/benchmark-<run>.pbtxt into the model repository")
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _tracking_uri_by_scheme(cls, value: str | None) -> str | None:
+        return value if value is None else check_tracking_uri(value)
 
     def tracking_uri(self) -> str:
         return self.mlflow_uri or default_tracking_uri(self.artifacts)
@@ -309,12 +315,25 @@ def track(outcome: BenchmarkOutcome, spec: BenchmarkSpec, options: RunOptions,
           log: Callable[[str], None] = print) -> None:
     """Log a published run to MLflow; a failure is reported on the outcome, not raised (the files are out)."""
     try:
-        from mnist_etc.benchmark.tracking import log_benchmark_run
+        from mnist_etc.tracking.benchmark import log_benchmark_run
 
+        ceiling_ips = outcome.ceiling.images_per_second if outcome.ceiling else None
         outcome.mlflow_run_id = log_benchmark_run(options.tracking_uri(), options.artifacts, outcome.run,
                                                   outcome.run_dir, {"run": outcome.run, **spec.to_dict()},
-                                                  outcome.summary, outcome.results,
-                                                  outcome.ceiling.images_per_second if outcome.ceiling else None)
+                                                  outcome.summary, _point_metrics(outcome.results, ceiling_ips))
     except Exception as exc:  # the measurements are published already; tracking is reported, not fatal
         outcome.mlflow_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
         log(f"warning: MLflow logging failed ({outcome.mlflow_error}); results are in {outcome.run_dir}")
+
+
+def _point_metrics(results: list[PointResult], ceiling_ips: float | None) -> list[tuple[int, dict[str, float]]]:
+    """Each measured point's figures, by its index: what the run's MLflow curves show."""
+    rows = []
+    for r in results:
+        if r.ok:
+            figures = {"throughput": r.throughput, "p99_ms": r.p99_ms, "concurrency": float(r.point.concurrency)}
+            eff = r.efficiency(ceiling_ips)
+            if eff is not None:
+                figures["serving_efficiency"] = eff
+            rows.append((r.index, figures))
+    return rows

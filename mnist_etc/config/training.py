@@ -1,4 +1,4 @@
-"""Data, training and attack settings: one home for every default, validated once on construction.
+"""Data and training settings: one home for every default, validated once on construction.
 
 A mistake raises `UserError` with one sentence naming the bad value and what is accepted (see `settings`).
 The CLI derives its options from these fields (`--hid-dim` is `hid_dim`, its help the field's description).
@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from mnist_etc.config.settings import Settings
 
 HID_DIM_RANGE = (2, 256)
-ESTIMATES = ("elite-mean", "best")
 
 Seed = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -77,55 +76,3 @@ class TrainConfig(Settings):
     @property
     def clf_private(self) -> bool:
         return self.clf_noise_multiplier > 0
-
-
-def _attack_names() -> tuple[str, ...]:
-    from mnist_etc.privacy.attacks import names   # the registry lives with the attacks
-
-    return tuple(names())
-
-
-class AttackConfig(Settings):
-    """A reconstruction attack (Bayesian hill climbing, Galbally et al. 2010) from the target's scores."""
-
-    attack: str = Field("public-prior", description=(
-        "attack from the registry: 'public-prior' (an outsider with its own decoder and prior fitted on public "
-        "digits) or 'own-decoder' (an insider with the target's decoder)"),
-        json_schema_extra={"enum": ["public-prior", "own-decoder"]})
-    public_data: str = Field("held-out", min_length=1, description=(
-        "the attacker's public digits: 'held-out' (validation + half the test split, never trained on) or a path "
-        "to an .npz of digits disjoint from training"))
-    victims: int = Field(8, ge=1, description=(
-        "victims per group: this many training members and as many held-out non-members"))
-    estimate: str = Field("elite-mean", description=(
-        "the reconstruction reported: 'elite-mean' (mean image of the last iteration's n_best candidates, a "
-        "posterior-mean estimate) or 'best' (the single best-scoring candidate)"),
-        json_schema_extra={"enum": list(ESTIMATES)})
-    n_iter: int = Field(8, ge=1, description="maximum iterations (a longer search collapses onto one candidate; "
-                                             "see README)")
-    n_samples: int = Field(256, ge=2, description="codes sampled per iteration and victim")
-    n_best: int = Field(64, ge=2, description="best samples kept to move the search distribution")
-    lr: float = Field(0.2, gt=0, le=1, description="step of mean and variance towards the best samples, in (0, 1]")
-    eps: PositiveFloat = Field(1e-5, description=(
-        "stop a victim when the largest variance of its search distribution falls below this"))
-    seed: Seed = Field(0, description="seed of victim choice and sampling")
-
-    @field_validator("attack")
-    @classmethod
-    def _known_attack(cls, value: str) -> str:
-        if value not in _attack_names():
-            raise ValueError(f"attack must be one of {', '.join(_attack_names())}, got {value!r}.")
-        return value
-
-    @field_validator("estimate")
-    @classmethod
-    def _known_estimate(cls, value: str) -> str:
-        if value not in ESTIMATES:
-            raise ValueError(f"estimate must be one of {', '.join(ESTIMATES)}, got {value!r}.")
-        return value
-
-    @model_validator(mode="after")
-    def _elite_within_samples(self) -> "AttackConfig":
-        if self.n_best > self.n_samples:
-            raise ValueError(f"n_best must not exceed n_samples {self.n_samples}, got {self.n_best}.")
-        return self

@@ -7,8 +7,9 @@
 
 Modules: `space` (the search-space model and its YAML), `samplers` (sampler options and construction),
 `storage` (study storage URLs, SQLite WAL), `study` (create/resume, stale trials), `trial` (one trial: train,
-attack, publish), `runner` (the TrialRunner interface), `orchestrator` (the ask/tell loop), `tracking`
-(MLflow), `winner` (policy, Pareto front), `reports` (plot, CSV, summary). No Prefect here: `tasks/trials.py`
+attack, publish), `runner` (the TrialRunner interface), `orchestrator` (the ask/tell loop), `transport` (a
+trial's files through its MLflow run), `winner` (policy, Pareto front), `reports` (plot, CSV, summary). MLflow
+itself is `mnist_etc.tracking` (`tracking.sweep.SweepTracker`). No Prefect here: `tasks/trials.py`, `runners/`
 and `flows/sweep.py` wrap this. Names are imported on first use, so reading a search space stays light.
 """
 from mnist_etc.lazy_exports import lazy_exports

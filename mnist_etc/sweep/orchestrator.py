@@ -30,10 +30,11 @@ from mnist_etc.sweep.runner import TrialLost, TrialRunner
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
                                    settle_unfinished)
 from mnist_etc.stop_request import check_stop
-from mnist_etc.sweep.tracking import SweepTracker
-from mnist_etc.mlflow_layout import default_tracking_uri
 from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, cached_split, trial_dir
 from mnist_etc.sweep.winner import Choice, candidates, choose_winner
+from mnist_etc.tracking.layout import CHAMPION_ALIAS, PARENT_RUN_ATTR, default_tracking_uri
+from mnist_etc.tracking.store import check_tracking_uri
+from mnist_etc.tracking.sweep import SweepTracker
 
 Log = Callable[[str], None]
 
@@ -52,7 +53,7 @@ class SweepOptions:
         artifacts = Path(artifacts).resolve()
         url = storage or storage_mod.default_storage_url(artifacts)
         storage_mod.validate_storage_url(url)
-        return cls(url, artifacts, mlflow_uri or default_tracking_uri(artifacts))
+        return cls(url, artifacts, check_tracking_uri(mlflow_uri) if mlflow_uri else default_tracking_uri(artifacts))
 
     def study_dir(self, study: str) -> Path:
         return self.artifacts / "sweeps" / study
@@ -89,7 +90,7 @@ class SweepSummary:
 def preflight(space: SearchSpace) -> None:
     """Checks that need the data (source readable, enough victims of both groups, public digits disjoint
     from training, enough training examples, a delta below 1/n)."""
-    from mnist_etc.privacy.attacks.runner import check_attack_inputs
+    from mnist_etc.audit.attacks.runner import check_attack_inputs
 
     split = cached_split(space.data)
     try:
@@ -133,7 +134,7 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
                        "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "space": space.to_dict()})
     tracker = SweepTracker(options.mlflow_uri, options.artifacts)
-    parent_run = tracker.parent_run(study, space, options.storage_label)
+    parent_run = _parent_run(study, space, options, tracker)
     options.optuna_artifacts.mkdir(parents=True, exist_ok=True)
     art_store = FileSystemArtifactStore(str(options.optuna_artifacts))
 
@@ -157,6 +158,24 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
     summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, slots.ran, settled, log)
     summary.trial_seconds = slots.trial_seconds
     return summary
+
+
+def _parent_run(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker) -> str:
+    """The study's parent run in the tracking store (the one its user attribute names, else a new one), with the
+    sweep's settings as its parameters."""
+    fingerprint = space.fingerprint()
+    params = {"sampler": space.sampler.name, "sampler_seed": space.sampler.seed,
+              "objectives": f"max {space.accuracy_metric}, min {space.leakage_metric}",
+              "winner_policy": space.winner.describe(space.leakage_metric)}
+    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+    params.update({f"search.{name}": str(p.to_dict()) for name, p in space.params.items()})
+    params.update({f"attack.{k}": v for k, v in fingerprint["attack"].items()})
+    params.update({f"data.{k}": v for k, v in fingerprint["data"].items()})
+    known = study.user_attrs.get(PARENT_RUN_ATTR)
+    run_id = tracker.parent_run(space.study, options.storage_label, params, known)
+    if run_id != known:
+        study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    return run_id
 
 
 def _ask_one(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
@@ -239,7 +258,7 @@ class _Slots:
         while len(self.in_flight) < self.space.parallelism and (
                 self.space.trials - count_finished(self.study) - len(self.in_flight)) > 0:
             asked = _ask_one(self.study, self.space, self.options, self.tracker, self.parent_run, self.distributions,
-                             getattr(self.runner, "needs_tracking_run", False))
+                             self.runner.needs_tracking_run)
             if asked is not None:
                 self.submitting = asked[0]   # a one-slot runner runs the trial inside submit()
                 self.in_flight[self.runner.submit(asked[1])] = asked
@@ -353,7 +372,8 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
     run_id = w.user_attrs.get("mlflow_run_id")
     registered, version = None, None
     try:
-        registered, version = tracker.register_champion(space.study, run_id, w.user_attrs["model_dir"])
+        write_onnx_model = _champion_writer(space.study, run_id, w.user_attrs["model_dir"])
+        registered, version = tracker.register_champion(space.study, run_id, write_onnx_model)
     except Exception as exc:  # the store is down, or the winner was tracked in another MLflow store earlier
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         tracker.missing.append(f"registration of the champion: {reason}")
@@ -373,9 +393,23 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
         "policy": space.winner.to_dict(),
         "storage": options.storage_label,
         "mlflow": {"tracking_uri": options.mlflow_uri, "run_id": run_id, "registered_model": registered,
-                   "version": version, "alias": "champion" if version else None,
+                   "version": version, "alias": CHAMPION_ALIAS if version else None,
                    "missing": list(tracker.missing)},   # what the store did not take (it was down): [] = all
         "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(path, record)
     return record
+
+
+def _champion_writer(study: str, run_id: str, model_dir: str) -> Callable[[Path], Any]:
+    """What the tracker registers as the champion: the winner's model exported to ONNX (parity checked) and
+    written as an MLflow model (onnx flavour) into the directory it is given."""
+
+    def write(path: Path) -> Any:
+        from mnist_etc.export import save_mlflow_onnx_model
+        from mnist_etc.model_store import load_model
+
+        return save_mlflow_onnx_model(load_model(model_dir), path,
+                                      source={"kind": "sweep", "study": study, "mlflow_run_id": run_id})
+
+    return write

@@ -12,11 +12,10 @@ waits on the futures with FIRST_COMPLETED), so one slow trial never idles the ot
 A runner never touches the study storage: the orchestrator tells Optuna. Implementations:
 
 - `LocalRunner` (here): a thread pool in this process, no Prefect (the library's own default);
-- `tasks.trials.PrefectTrialRunner`: one Prefect task per trial on a thread or process pool task runner;
-- `tasks.deployment_trials.DeploymentTrialRunner`: one flow run per trial on work pool `mnist-etc-trials`, the
+- `runners.task_runner.PrefectTrialRunner`: one Prefect task per trial on a thread or process pool task runner;
+- `runners.deployment.DeploymentTrialRunner`: one flow run per trial on work pool `mnist-etc-trials`, the
   trial's files carried back through the MLflow server (no shared disk); `TrialLost` is what it returns for a
-  trial whose worker was killed. It sets `needs_tracking_run = True`: the orchestrator must give every trial an
-  MLflow run (retrying while the server restarts) before submitting it.
+  trial whose worker was killed. Its `needs_tracking_run` is True.
 """
 from __future__ import annotations
 
@@ -34,6 +33,10 @@ class TrialLost(Exception):
 
 
 class TrialRunner(Protocol):
+    # True when the trial's files come back through its MLflow run (a worker on another machine): the orchestrator
+    # then gives every trial an MLflow run, retrying while the server restarts, before submitting it.
+    needs_tracking_run: bool
+
     def submit(self, spec: TrialSpec) -> "Future[TrialOutcome]":
         """Start one trial; do not block for its duration (except a one-slot runner, which may run it inline)."""
         ...
@@ -57,6 +60,8 @@ class LocalRunner:
     """Threads in this process. TensorFlow releases the GIL in its kernels, so trials overlap; on a
     2-core machine each training already uses both cores, so expect a small gain at best. With one slot
     the trial runs inline in the calling thread, so Ctrl-C interrupts it at once."""
+
+    needs_tracking_run = False   # trials write their files here
 
     def __init__(self, max_workers: int = 1):
         self.max_workers = max(1, int(max_workers))

@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from mnist_etc.config import AttackConfig, DataConfig, Settings, TrainConfig, read_yaml
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, Settings, TrainConfig, read_yaml
 from mnist_etc.errors import UserError
 from mnist_etc.names import validate_name
 from mnist_etc.sweep.samplers import NAMES as SAMPLERS, Sampler, TpeSampler

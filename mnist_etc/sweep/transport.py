@@ -4,12 +4,13 @@ downloads it back into its own study directory and reads the outcome from there.
 
     # on the worker (flows/trial.py)
     outcome = run_trial_on_worker(spec, worker_dir() / "trial-runs" / flow_run_id)
-    # on the orchestrator (tasks/deployment_trials.py)
+    # on the orchestrator (runners/deployment.py)
     outcome = download_trial(spec.mlflow_tracking_uri, spec.mlflow_run_id, Path(spec.trial_dir))
 
 The outcome's paths (trial_dir, model_dir, attack_dir, images) name the orchestrator's copy once downloaded, so
 the reports, winner.json, the Optuna dashboard images and the champion registration work as for a local trial.
-Both sides retry for `RETRY_SECONDS` with backoff (the MLflow server may restart mid-sweep), then give up.
+Both sides retry for `RETRY_SECONDS` with backoff (the MLflow server may restart mid-sweep), then give up; each
+attempt's MLflow calls are mnist_etc.tracking.trial_files.
 `code_version()` is what a worker compares with the sweep's before it runs a trial.
 """
 from __future__ import annotations
@@ -29,9 +30,11 @@ from typing import Any, Callable, TypeVar
 
 from mnist_etc.atomic import jsonable, staged_dir, write_json_atomic
 from mnist_etc.errors import UserError
-from mnist_etc.sweep.trial import OUTCOME_FILE, TrialOutcome, TrialSpec, read_outcome, run_trial
+from mnist_etc.sweep.trial import TrialOutcome, TrialSpec, read_outcome, run_trial
+from mnist_etc.tracking.layout import OUTCOME_FILE, TRIAL_ARTIFACT_PATH
+from mnist_etc.tracking.patience import patient_http, refused
+from mnist_etc.tracking.trial_files import TrialFiles
 
-ARTIFACT_PATH = "trial"            # where in the trial's MLflow run its directory goes
 RETRY_SECONDS = 120.0              # how long an upload or download keeps trying (an MLflow server restart)
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)   # waits between attempts; the last one repeats
 WORKER_DIR_ENV = "MNIST_ETC_WORKER_DIR"          # where a worker keeps a running trial (worker_dir())
@@ -87,7 +90,8 @@ def worker_dir() -> Path:
 
 def trial_spec_from_dict(d: dict[str, Any]) -> TrialSpec:
     """The TrialSpec that `TrialSpec.to_dict()` described (as it arrives through a flow-run parameter)."""
-    from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
+    from mnist_etc.audit.attacks.config import AttackConfig
+    from mnist_etc.config import DataConfig, TrainConfig
 
     if not isinstance(d, dict):
         raise UserError(f"a trial spec must be a mapping (TrialSpec.to_dict()), got {type(d).__name__}.")
@@ -104,26 +108,15 @@ def trial_spec_from_dict(d: dict[str, Any]) -> TrialSpec:
 # ---------------------------------------------------------------------------------------------- retries
 
 def _patient_http() -> None:
-    """The sweep's MLflow HTTP patience per attempt (mnist_etc.sweep.tracking), so that one attempt does not spend
-    the whole retry budget, and no progress bars in the logs."""
-    from mnist_etc.sweep.tracking import patient_http
-
+    """The sweep's MLflow HTTP patience per attempt (mnist_etc.tracking.patience), so that one attempt does not
+    spend the whole retry budget, and no progress bars in the logs."""
     patient_http()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _permanent(exc: BaseException) -> bool:
     """An answer that a retry will not change: MLflow said 4xx (no such run, bad path)."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, (TrialFilesMissing, UserError)):
-        return True
-    if isinstance(exc, MlflowException):
-        try:
-            return 400 <= int(exc.get_http_status_code()) < 500
-        except (TypeError, ValueError):
-            return False
-    return False
+    return isinstance(exc, (TrialFilesMissing, UserError)) or refused(exc)
 
 
 def with_retries(what: str, attempt: Callable[[], T], retry_seconds: float = RETRY_SECONDS,
@@ -158,47 +151,30 @@ def upload_trial(directory: Path, tracking_uri: str, run_id: str, retry_seconds:
                  log: Log | None = None) -> None:
     """Upload a published trial directory to run `run_id`'s artifacts under `trial/` (outcome.json last, so its
     presence there marks a complete upload, as on disk)."""
-    from mlflow import MlflowClient
-
     directory = Path(directory)
     if not (directory / OUTCOME_FILE).is_file():
         raise TrialFilesMissing(f"{directory} holds no {OUTCOME_FILE}; only a finished trial is uploaded.")
     _patient_http()
-    client = MlflowClient(tracking_uri)
-
-    def attempt() -> None:
-        for child in sorted(directory.iterdir()):
-            if child.name == OUTCOME_FILE:
-                continue
-            if child.is_dir():
-                client.log_artifacts(run_id, str(child), f"{ARTIFACT_PATH}/{child.name}")
-            else:
-                client.log_artifact(run_id, str(child), ARTIFACT_PATH)
-        client.log_artifact(run_id, str(directory / OUTCOME_FILE), ARTIFACT_PATH)
-
-    with_retries(f"upload of {directory} to MLflow run {run_id} at {tracking_uri}", attempt, retry_seconds, log)
-
-
-def _has_outcome(client: Any, run_id: str) -> bool:
-    return any(a.path == f"{ARTIFACT_PATH}/{OUTCOME_FILE}" for a in client.list_artifacts(run_id, ARTIFACT_PATH))
+    files = TrialFiles(tracking_uri)
+    with_retries(f"upload of {directory} to MLflow run {run_id} at {tracking_uri}",
+                 lambda: files.upload(run_id, directory), retry_seconds, log)
 
 
 def download_trial(tracking_uri: str, run_id: str, directory: Path, retry_seconds: float = RETRY_SECONDS,
                    log: Log | None = None) -> TrialOutcome:
     """Download run `run_id`'s `trial/` into `directory` (published whole: mnist_etc.atomic.staged_dir) and return
     its outcome with every path naming this copy. Raises TrialFilesMissing if the run holds no finished trial."""
-    from mlflow import MlflowClient
-
     directory = Path(directory).resolve()
     _patient_http()
-    client = MlflowClient(tracking_uri)
+    files = TrialFiles(tracking_uri)
 
     def attempt() -> TrialOutcome:
-        if not _has_outcome(client, run_id):
-            raise TrialFilesMissing(f"MLflow run {run_id} at {tracking_uri} holds no {ARTIFACT_PATH}/{OUTCOME_FILE}; "
-                                    f"the trial's worker did not upload a finished trial.")
+        if not files.uploaded(run_id):
+            raise TrialFilesMissing(f"MLflow run {run_id} at {tracking_uri} holds no "
+                                    f"{TRIAL_ARTIFACT_PATH}/{OUTCOME_FILE}; the trial's worker did not upload a "
+                                    f"finished trial.")
         with staged_dir(directory) as tmp:
-            fetched = Path(client.download_artifacts(run_id, ARTIFACT_PATH, str(tmp)))
+            fetched = files.download(run_id, tmp)
             for child in list(fetched.iterdir()):
                 os.replace(child, tmp / child.name)
             fetched.rmdir()
@@ -265,5 +241,5 @@ def run_trial_on_worker(spec: TrialSpec, work_dir: Path, retry_seconds: float = 
 
 def outcome_summary(outcome: TrialOutcome) -> dict[str, Any]:
     """What a trial flow run returns (small: the files and the full outcome travel through MLflow)."""
-    return jsonable({"trial": outcome.number, "values": outcome.values, "artifact_path": ARTIFACT_PATH,
+    return jsonable({"trial": outcome.number, "values": outcome.values, "artifact_path": TRIAL_ARTIFACT_PATH,
                      "trial_seconds": outcome.user_attrs.get("trial_seconds")})

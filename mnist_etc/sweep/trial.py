@@ -2,12 +2,13 @@
 
 The trial never touches the Optuna storage: it gets a `TrialSpec` (plain data, picklable, JSON-able, so
 it can cross a thread, a process or a network) and returns a `TrialOutcome`; the orchestrator tells
-Optuna. Per-epoch metrics go straight to the trial's MLflow run when the spec names one.
+Optuna. Per-epoch metrics go straight to the trial's MLflow run when the spec names one
+(mnist_etc.tracking.epochs).
 
     artifacts/sweeps/<study>/trial-<n>/
         config.json     the spec: study, trial number, sampled params, full train/data/attack settings
         model/          model.json + weights + per-epoch example images (mnist_etc.model_store)
-        attack/         attack.json + grid.png of the configured attacker (mnist_etc.privacy.attack_report)
+        attack/         attack.json + grid.png of the configured attacker (mnist_etc.audit.attacks.report)
         images/         autoencoder_grid.png, attack_grid.png (shown by the Optuna dashboard)
         outcome.json    objectives and user attributes; written last, so its presence marks a finished trial
 """
@@ -17,16 +18,16 @@ import functools
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import jsonable, staged_dir, write_json_atomic
-from mnist_etc.config import AttackConfig, DataConfig, TrainConfig
-
-OUTCOME_FILE = "outcome.json"
+from mnist_etc.audit.attacks.config import AttackConfig
+from mnist_etc.config import DataConfig, TrainConfig
+from mnist_etc.tracking.epochs import EPOCH_METRICS_ATTR, MlflowEpochLogger, epoch_metrics_status
+from mnist_etc.tracking.layout import OUTCOME_FILE
 
 
 @dataclass(frozen=True)
@@ -90,35 +91,10 @@ def cached_split(data_cfg: DataConfig) -> Any:
     return load_split(data_cfg)
 
 
-class MlflowEpochLogger:
-    """The training hook: each epoch's metrics to the trial's MLflow run as `<stage>.<metric>` at step=epoch.
-
-    A tracking store that is down must not fail a trial that trains fine: the first failure is reported
-    and logging stops; the orchestrator then logs the whole history from the outcome instead."""
-
-    def __init__(self, tracking_uri: str, run_id: str):
-        from mlflow import MlflowClient
-
-        self.client, self.run_id, self.error = MlflowClient(tracking_uri), run_id, None
-
-    def __call__(self, stage: str, epoch: int, metrics: dict[str, float]) -> None:
-        if self.error is not None:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        try:
-            self.client.log_batch(self.run_id, metrics=[
-                Metric(f"{stage}.{k}", float(v), now, epoch) for k, v in metrics.items() if math.isfinite(v)])
-        except Exception as exc:  # MlflowException, connection errors, SQLite errors: all non-fatal here
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            print(f"trial run {self.run_id}: MLflow per-epoch logging stopped ({self.error})", file=sys.stderr)
-
-
 def run_trial(spec: TrialSpec) -> TrialOutcome:
     """Train, attack and publish `spec.trial_dir` atomically; raises on any failure (nothing is left)."""
-    from mnist_etc.privacy.attack_report import save_attack
-    from mnist_etc.privacy.attacks.runner import attack_model
+    from mnist_etc.audit.attacks.report import save_attack
+    from mnist_etc.audit.attacks.runner import attack_model
     from mnist_etc.images import save_pair_grid
     from mnist_etc.model_store import train_and_save
     from mnist_etc.training import example_images
@@ -158,8 +134,7 @@ def run_trial(spec: TrialSpec) -> TrialOutcome:
             "trial_dir": str(final),
             "model_dir": str(final / "model"),
             "attack_dir": str(final / "attack"),
-            "mlflow_epoch_metrics": "live" if hook and hook.error is None else
-                                    (f"failed: {hook.error}" if hook else "off"),
+            EPOCH_METRICS_ATTR: epoch_metrics_status(hook),
         }
         user_attrs["trial_seconds"] = round(time.perf_counter() - t0, 3)
         metrics["trial_seconds"] = user_attrs["trial_seconds"]

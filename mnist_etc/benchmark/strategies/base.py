@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
+from mnist_etc.benchmark.objective import objective_value
 from mnist_etc.triton.model_config import TritonModelConfig
 
 if TYPE_CHECKING:
@@ -72,6 +73,5 @@ def plan_configs(configs: Sequence[tuple[TritonModelConfig, tuple[int, ...]]], b
 def objective_of(result: Any, objective: str) -> float:
     """What a strategy ranks by: throughput, or throughput per instance. (Efficiency is throughput over a
     constant ceiling, so it ranks as throughput does.)"""
-    if objective == "throughput_per_instance":
-        return result.throughput / result.point.config.instance_count
-    return result.throughput
+    ranked = "throughput" if objective == "efficiency" else objective
+    return objective_value(ranked, result.throughput, result.point.config.instance_count)

@@ -1,0 +1,45 @@
+"""Reading figures from an audit record (audit.json): what the gates, the flow's return value and the
+pipeline's summary take from it. Plain dicts only, no TensorFlow."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def epsilon_of(record: dict[str, Any]) -> float:
+    """The record's epsilon as a float ("inf" in JSON is infinity)."""
+    try:
+        return float(record["privacy"]["epsilon"])
+    except (KeyError, TypeError, ValueError):
+        return math.inf
+
+
+def comparable_excess(previous: Any, attack: str) -> float | None:
+    """The served excess cosine of an earlier audit record, or None when it has no comparable figure (an
+    old-format record measured raw cosine with another attack API; another attacker measures something else)."""
+    served = previous.get("served_attack") if isinstance(previous, dict) else None
+    summary = served.get("summary") if isinstance(served, dict) else None
+    if not isinstance(summary, dict) or served.get("attack") != attack:
+        return None
+    try:
+        value = float(summary["excess_cosine"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """The few figures a caller (the flow's return value, the pipeline's summary) needs from an audit record."""
+    v = rec["verdict"]
+    s = rec["served_attack"]["summary"]
+    m = rec["membership"]
+    c = rec.get("canary_audit")
+    return {"passed": v["passed"], "reasons": v["reasons"],
+            "tests": [{k: t[k] for k in ("name", "figure", "bound", "passed")} for t in v["tests"]],
+            "leakage": s["excess_cosine"], "leakage_interval": [s["excess_cosine_low"], s["excess_cosine_high"]],
+            "growth": v["growth"], "report": rec["report_dir"], "membership_auc": m["auc"],
+            "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")],
+            "membership_p_value": m.get("p_value"), "membership_tpr_at_0_1pct_fpr": m.get("tpr_at_0_1pct_fpr"),
+            "membership_tpr_at_1pct_fpr": m.get("tpr_at_1pct_fpr"), "epsilon": epsilon_of(rec),
+            "epsilon_lb": c["epsilon_lb"] if c else None, "canary_audit_consistent": c["consistent"] if c else None,
+            "triton_images_per_second": rec["served_attack"]["images_per_second"]}

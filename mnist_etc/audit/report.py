@@ -1,0 +1,135 @@
+"""An audit on disk: `artifacts/audits/<UTC timestamp>/` with audit.json, report.md, grid.png and roc.png."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+from mnist_etc.atomic import staged_dir, write_json_atomic
+from mnist_etc.audit.attacks.report import GRID_ROWS, save_grid
+from mnist_etc.audit.membership import save_roc_plot
+
+AUDITS_DIR = Path("artifacts/audits")
+ATTACK_COLUMNS = (("served_attack", "public-prior through the served model"),
+                  ("in_process_attack", "public-prior in process"),
+                  ("own_decoder_attack", "own-decoder in process (insider)"))
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return "inf" if math.isinf(x) else f"{x:.4f}"
+    return "-" if x is None else str(x)
+
+
+def _interval(s: dict[str, float], key: str) -> str:
+    return f"{s[key]:+.4f} [{s[key + '_low']:+.4f}, {s[key + '_high']:+.4f}]"
+
+
+def _epsilon(privacy: dict[str, Any]) -> str:
+    """PLD headline with the RDP bound beside it when the record has one ("inf" strings read as inf)."""
+    eps = float(privacy.get("epsilon", math.inf))
+    if math.isinf(eps):
+        return "inf"
+    rdp = privacy.get("epsilon_rdp")
+    return f"{eps:.3g}" + (f" (RDP bound {float(rdp):.3g})" if rdp is not None else "")
+
+
+def membership_lines(m: dict[str, Any]) -> list[str]:
+    return [f"Membership inference ({m.get('score', 'loss')} through the served model, {m['n_members']} training "
+            f"members vs {m['n_non_members']} held-out non-members): AUC {m['auc']:.4f} [{m['auc_low']:.4f}, "
+            f"{m['auc_high']:.4f}] (95% bootstrap), p = {_fmt(m.get('p_value'))} against no signal (one-sided "
+            f"Mann-Whitney); advantage {_fmt(m['advantage'])} (threshold chosen on one half, measured on the other; "
+            f"in sample {_fmt(m.get('advantage_in_sample'))}); TPR {_fmt(m.get('tpr_at_0_1pct_fpr'))} at 0.1% FPR "
+            f"and {_fmt(m.get('tpr_at_1pct_fpr'))} at 1% FPR (with {m['n_non_members']} non-members an FPR below "
+            f"{1 / m['n_non_members']:.2%} means no false positive at all)."]
+
+
+def canary_lines(c: dict[str, Any] | None) -> list[str]:
+    if c is None:
+        return ["One-run canary audit: not run (the model is not DP; --canary-audit on runs it)."]
+    acc = float(c["accounted_epsilon"])
+    return [f"One-run canary audit (Steinke, Nasr and Jagielski 2023): **epsilon_lb {c['epsilon_lb']:.3f}** at "
+            f"{c['confidence']:.0%} confidence beside the accounted epsilon "
+            f"{'inf' if math.isinf(acc) else f'{acc:.3f}'} of the same run ({c['accounted_n_train']} training "
+            f"examples with the {c['included']} included canaries). {c['canaries']} {c['design']}; "
+            f"{c['correct']} of {c['guesses']} guesses right (best of {len(c['grid'])} guess counts, Bonferroni "
+            f"corrected); canary AUC {_fmt(c.get('canary_auc'))}; {c['seconds']:.0f} s. "
+            + ("The lower bound is above the accounted epsilon: **the accounting or the DP-SGD code is wrong**."
+               if not c["consistent"] else "The bound does not exceed the accounted epsilon.")]
+
+
+def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: str = "roc.png") -> str:
+    v = rec["verdict"]
+    served = rec["served_attack"]
+    lines = [
+        f"# Privacy audit {'PASSED' if v['passed'] else 'FAILED'}: {rec['lineage']}",
+        "",
+        f"- audited: {rec['created']}; model `{rec['model_path']}`"
+        + (f"; served as `{rec['served']['model']}` v{rec['served']['version']} at {rec['served']['url']}"
+           if rec.get("served") else ""),
+        f"- privacy of training: epsilon {_epsilon(rec['privacy'])}; {rec['privacy'].get('statement', '')}",
+        f"- verdict: {'; '.join(v['reasons']) if v['reasons'] else 'every test passed'}",
+        "",
+        "| test | figure | bound | verdict | why |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in v["tests"]:
+        lines.append(f"| {t['name']} | {_fmt(t['figure'])} | {t['bound']} | {'pass' if t['passed'] else 'FAIL'} | "
+                     f"{t['explanation']} |")
+    present = [(key, label) for key, label in ATTACK_COLUMNS if key in rec]
+    lines += ["", "| figure | " + " | ".join(label for _, label in present) + " |",
+              "| --- |" + " --- |" * len(present)]
+    rows = [("excess cosine over label-only [95%]", lambda s: _interval(s, "excess_cosine")),
+            ("members", lambda s: _interval(s, "member_excess_cosine")),
+            ("non-members", lambda s: _interval(s, "nonmember_excess_cosine")),
+            ("member - non-member gap", lambda s: _interval(s, "member_gap")),
+            ("cosine: attack / label-only / prior", lambda s: f"{s['direct_cosine']:.4f} / "
+             f"{s['label_baseline_cosine']:.4f} / {s['prior_baseline_cosine']:.4f}"),
+            ("identification rate (chance)", lambda s: f"{s['identification_rate']:.3f} "
+             f"({s['identification_chance']:.3f})"),
+            ("class match", lambda s: f"{s['class_match']:.3f}"),
+            ("SSIM", lambda s: f"{s['ssim']:.3f}")]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(rec[key]["summary"]) for key, _ in present) + " |")
+    for label, cell in (("queries of the search", lambda e: f"{e['queries']:,}"),
+                        ("seconds of the search", lambda e: f"{e['seconds']:.1f}"),
+                        ("images scored per second", lambda e: f"{e.get('images_per_second', 0):,.0f}")):
+        lines.append(f"| {label} | " + " | ".join(cell(rec[key]) for key, _ in present) + " |")
+    m = rec["membership"]
+    n = int(served["summary"]["victims_per_group"])
+    lines += [
+        "",
+        f"{n} training members and {n} held-out non-members attacked; hill climbing sent {served['queries']:,} "
+        f"images through the served model ({served['images_per_second']:,.0f} images/s). The headline is the "
+        f"reconstruction's cosine to its victim minus that of the public class-mean image of the predicted "
+        f"class (what the label alone gives away); the member - non-member gap is the part DP-SGD bounds.",
+        "",
+        *membership_lines(m),
+        "",
+        *canary_lines(rec.get("canary_audit")),
+        "",
+        f"Previous audit of this lineage: {v['previous'] or 'none'}"
+        + (f"; excess cosine change {v['growth']:+.4f}" if v["growth"] is not None else ""),
+        "",
+        f"![{GRID_ROWS}]({grid_name})",
+        "",
+        f"![membership ROC, log-log]({roc_name})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def save_audit(rec: dict[str, Any], out_dir: Path) -> Path:
+    """Write the audit atomically; `rec['_served_result']` (the AttackResult) supplies the image grid."""
+    served = rec.pop("_served_result")
+    scores = rec.pop("_membership_scores", None)
+    rec.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    with staged_dir(out_dir) as tmp:
+        save_grid(served, tmp / "grid.png")
+        if scores:
+            m = rec["membership"]
+            save_roc_plot(scores["members"], scores["non_members"], tmp / "roc.png",
+                          f"membership ROC (AUC {m['auc']:.3f})")
+        (tmp / "report.md").write_text(render_markdown(rec))
+        write_json_atomic(tmp / "audit.json", rec)
+    return out_dir
