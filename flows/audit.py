@@ -30,7 +30,7 @@ from mnist_etc.audit.config import AuditConfig
 from mnist_etc.audit.record import audit_summary, epsilon_of
 from mnist_etc.audit.run import audit_dir_name, served_version_of
 from mnist_etc.triton.repository import DEFAULT_MODEL_NAME, DEFAULT_REPOSITORY, validate_model_name
-from tasks.audit import attack_served_task, canary_audit_task, report_task
+from tasks.audit import attack_served_task, canary_audit_task, ledger_task, report_task
 
 
 class AuditFailed(RuntimeError):
@@ -43,7 +43,7 @@ class AuditFailed(RuntimeError):
                   "epsilon, excess leakage, membership, an accounting bug or growth.")
 def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None = None,
                   served_model: str = DEFAULT_MODEL_NAME, repository: str = str(DEFAULT_REPOSITORY),
-                  triton_url: str | None = None, policy: AuditConfig = AuditConfig(),
+                  triton_url: str | None = None, policy: AuditConfig = AuditConfig(), show_training_data: bool = False,
                   audits_dir: str = "artifacts/audits") -> dict[str, Any]:
     logger = get_run_logger()
     cfg = policy   # validated by Prefect (or the CLI) against the model before the run started
@@ -65,11 +65,14 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
             rec = attack_served_task.with_options(retries=0)(stored, server.grpc_url, served_model, version, cfg)
             rec["served"]["url"] = f"embedded Triton ({server.grpc_url}, stopped after the audit)"
     rec["champion"] = uri
+    rec["show_training_data"] = show_training_data   # the grid shows members only when asked, titled so
     if cfg.wants_canary_audit(epsilon_of(rec)):
         rec["canary_audit"] = canary_audit_task(stored, cfg)
     rec = report_task(rec, lineage_of(uri), cfg, audits_dir, audit_dir_name(), mlflow_tracking_uri)
+    ledger = ledger_task(rec, stored, uri, source.mlflow_run_id, source.tracking_uri)
     v = rec["verdict"]
     summary = audit_summary(rec)
+    summary["privacy_ledger"] = ledger
     for t in v["tests"]:
         print(f"  {'pass' if t['passed'] else 'FAIL'}  {t['name']}: {t['explanation']} (bound {t['bound']})")
     print(f"privacy audit of {uri}: {'PASSED' if v['passed'] else 'FAILED'}; report {rec['report_dir']}/report.md")

@@ -17,8 +17,9 @@ def save_digit(img: np.ndarray, path: Path, scale: int = 4) -> None:
 
 
 def save_pair_grid(originals: np.ndarray, reconstructions: np.ndarray, path: Path, scale: int = 3,
-                   extra_rows: list[np.ndarray] | None = None) -> None:
-    """One column per victim: original on top, reconstruction below (then any extra rows), 2 px gaps."""
+                   extra_rows: list[np.ndarray] | None = None, title: str | None = None) -> None:
+    """One column per victim: original on top, reconstruction below (then any extra rows), 2 px gaps; `title`
+    is written above the grid."""
     rows = [originals, reconstructions] + list(extra_rows or [])
     n = len(originals)
     gap = 2
@@ -28,4 +29,13 @@ def save_pair_grid(originals: np.ndarray, reconstructions: np.ndarray, path: Pat
             y, x = gap + r * (28 + gap), gap + c * (28 + gap)
             grid[y:y + 28, x:x + 28] = to_uint8(imgs[c])
     im = Image.fromarray(grid, mode="L")
-    im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(path)
+    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    if title:
+        from PIL import ImageDraw
+
+        band = 16
+        titled = Image.new("L", (max(im.width, 8 * len(title)), im.height + band), 255)
+        titled.paste(im, (0, band))
+        ImageDraw.Draw(titled).text((2, 2), title, fill=0)
+        im = titled
+    im.save(path)

@@ -18,6 +18,12 @@ def _num(x: Any, fmt: str = ".4f") -> str:
     return "inf" if math.isinf(x) else format(x, fmt)
 
 
+def _search(winner: dict[str, Any]) -> str:
+    eps = winner.get("epsilon_search", None)
+    method = (winner.get("search") or {}).get("method", "")
+    return "not accounted" if eps is None else f"{_num(eps, '.3g')} ({method})"
+
+
 def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serve: dict[str, Any],
                    bench: dict[str, Any], audit: dict[str, Any], seconds: dict[str, float]) -> str:
     w = sweep.get("winner") or {}
@@ -30,8 +36,8 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
         "| --- | --- | --- |",
         f"| sweep `{sweep['study']}` | {sweep['counts'].get('COMPLETE', 0)} trials complete; best accuracy "
         f"{_num(sweep['best_accuracy'])}, lowest leakage {_num(sweep['lowest_leakage'])} | {seconds['sweep']:.0f} |",
-        f"| champion | {w.get('reason', 'no winner')} (epsilon "
-        f"{_num(w.get('epsilon'), '.3g')}) | |",
+        f"| champion | {w.get('reason', 'no winner')} (epsilon {_num(w.get('epsilon'), '.3g')} for its training; "
+        f"epsilon_search {_search(w)} for releasing it and the search that chose it) | |",
         f"| export | `{export['model']}` v{export['version']}, parity max abs diff {export['max_abs_diff']:.1e}, "
         f"test accuracy {_num(export['tf_test_accuracy'])} | {seconds['export']:.0f} |",
         f"| serve | Triton at {serve['url']}: {serve['n_images']} test images, accuracy "

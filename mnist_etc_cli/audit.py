@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MLflow model URI (default: models:/<newest sweep's registered model>@champion)")
     a.add_argument("--url", help="gRPC HOST:PORT of a running Triton (default: start the embedded one)")
     a.add_argument("--served-model", default=DEFAULT_MODEL_NAME, help="served model name (default %(default)s)")
+    a.add_argument("--show-training-data", action="store_true",
+                   help="show training members in the report's grid (titled so); default: held-out non-members only")
     a.set_defaults(func=cmd_audit, settings={"policy": add_policy_options(a)})
 
     from mnist_etc.audit.canary.config import CanaryAuditConfig
@@ -81,7 +83,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from flows.audit import AuditFailed, privacy_audit
 
     try:
-        privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, policy=policy)
+        privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, policy=policy,
+                      show_training_data=args.show_training_data)
     except AuditFailed as exc:
         print(f"mnist-etc audit: FAILED: {exc}", file=sys.stderr)
         return 1

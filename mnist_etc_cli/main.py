@@ -21,6 +21,7 @@ VERB_MODULES = [
     "mnist_etc_cli.benchmark",
     "mnist_etc_cli.pipeline",
     "mnist_etc_cli.audit",
+    "mnist_etc_cli.ledger",
 ]
 
 

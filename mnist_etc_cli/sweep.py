@@ -109,7 +109,10 @@ def print_summary(summary: dict) -> None:
     w = summary.get("winner")
     if w:
         reg = w["mlflow"]
-        print(f"winner: trial {w['trial']} {w['values']} epsilon {w['epsilon']}; model {w['model_dir']}")
+        eps_search = w.get("epsilon_search")
+        print(f"winner: trial {w['trial']} {w['values']} epsilon {w['epsilon']} (its training), epsilon_search "
+              f"{'not accounted' if eps_search is None else eps_search} (the search that chose it); model "
+              f"{w['model_dir']}")
         if reg.get("version"):
             print(f"registered: MLflow model {reg['registered_model']} version {reg['version']} alias champion")
     for name, path in summary["files"].items():

@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--model", type=Path, required=True, help="a model directory written by 'mnist-etc train'")
     attack_opts = add_settings_options(a, AttackConfig, title="attack")
     a.add_argument("--out", type=Path, help="output directory (default artifacts/attacks/<model name>)")
+    a.add_argument("--show-training-data", action="store_true",
+                   help="show training members in grid.png (titled so); default: held-out non-members only")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_attack, settings={"attack": attack_opts})
 
@@ -93,7 +95,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     split = load_split(stored.data_config)
     check_attack_inputs(split, cfg)
     result = attack_model(stored.networks, split, cfg, progress=not args.quiet)
-    out = save_attack(result, args.out or ATTACKS_DIR / stored.path.name / cfg.attack, stored.path)
+    out = save_attack(result, args.out or ATTACKS_DIR / stored.path.name / cfg.attack, stored.path,
+                      show_training_data=args.show_training_data)
     print(f"attack {result.attack}: {result.threat_model}")
     print(format_table(["score", "attack", "label-only baseline"],
                        [[k, f"{result.summary[k]:.4f}", f"{result.baseline[k]:.4f}"] for k in LEAKAGE_METRICS]))

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from mnist_etc.markdown_images import inline_images
 from mnist_etc.audit.config import AuditConfig
 from mnist_etc.audit.gates import judge
+from mnist_etc.audit.ledger import update_model_ledger
 from mnist_etc.audit.run import previous_audit, run_audit
 from mnist_etc.audit.report import render_markdown, save_audit
 from mnist_etc.audit.canary import describe, run_canary_audit
@@ -32,9 +33,9 @@ def attack_served_task(stored: StoredModel, grpc_url: str, served: str, version:
         rec = run_audit(stored, split, client.infer, cfg, progress=False)
     rec["served"] = {"url": grpc_url, "model": served, "version": version}
     s = rec["served_attack"]["summary"]
-    logger.info("served attack: excess cosine over label-only %+.4f [%+.4f, %+.4f] (members %+.4f, non-members "
-                "%+.4f), %.0f images/s through Triton", s["excess_cosine"], s["excess_cosine_low"],
-                s["excess_cosine_high"], s["member_excess_cosine"], s["nonmember_excess_cosine"],
+    logger.info("served attack: excess cosine over label-only %+.4f [%+.4f, %+.4f] (non-members %+.4f, member - "
+                "non-member gap %+.4f), %.0f images/s through Triton", s["excess_cosine"], s["excess_cosine_low"],
+                s["excess_cosine_high"], s["nonmember_excess_cosine"], s["member_gap"],
                 rec["served_attack"]["images_per_second"])
     return rec
 
@@ -68,3 +69,13 @@ def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir:
                                   "bound": t["bound"], "explanation": t["explanation"]} for t in rec["verdict"]["tests"]])
     rec["mlflow_run_id"] = log_audit_run(rec, out, tracking_uri)
     return rec
+
+
+@task(name="privacy-ledger", cache_policy=NO_CACHE, persist_result=False)
+def ledger_task(rec: dict[str, Any], stored: StoredModel, model: str, run_id: str | None,
+                tracking_uri: str | None) -> str:
+    """This audit's entries (its canary run, the statistics of members it publishes) appended to the champion's
+    privacy ledger, beside the report and on the champion's MLflow run."""
+    path = update_model_ledger(rec, stored, model, run_id, tracking_uri, rec["report_dir"])
+    get_run_logger().info("privacy ledger updated: %s", path)
+    return str(path)

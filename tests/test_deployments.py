@@ -91,3 +91,48 @@ def test_failing_audit_ends_the_flow_run_failed(stack, champion):
     rec = json.loads(sorted((champion["root"] / "audits").glob("*/audit.json"))[-1].read_text())
     assert not rec["verdict"]["passed"] and rec["verdict"]["reasons"][0].startswith("excess_leakage:")
     assert "whole interval is above -1" in rec["verdict"]["reasons"][0]
+
+
+def test_the_champion_carries_its_search_and_its_ledger_and_the_audit_appends(world, nightly_audit):
+    """What is released is accounted (issue 26): the champion's epsilon_search beside its epsilon in winner.json and
+    on its model version; privacy_ledger.json lists every trial, the selection and, after the nightly audit, the
+    canary run; the audit publishes no training digit (its grid compared pixel by pixel with the training split)."""
+    import math
+
+    from mnist_etc.audit.ledger import model_ledger
+    from mnist_etc.data import load_split
+    from mnist_etc.dp.ledger import read_ledger
+    from mnist_etc.images import to_uint8
+    from mnist_etc.sweep.space import load_search_space
+    from mlflow import MlflowClient
+    from tests.audit.test_attack import grid_digits
+
+    winner = world["winner"]
+    # audit.yaml admits a non-private autoencoder (noise 0): the search is accounted, and infinite
+    assert winner["search"]["method"] == "composition" and winner["epsilon_search"] in ("inf", math.inf)
+    assert float(winner["epsilon_search"]) >= float(winner["epsilon"])
+    local = read_ledger(world["root"] / "sweeps" / "audit" / "privacy_ledger.json")
+    trainings = [e for e in local.entries if e.kind == "training"]
+    assert len(trainings) == 2 and all(e.covered_by for e in trainings)
+    assert [e.kind for e in local.entries].count("selection") == 1
+    reg = winner["mlflow"]
+    client = MlflowClient(f"sqlite:///{world['root'] / 'mlflow.db'}")
+    tags = client.get_model_version(reg["registered_model"], str(reg["version"])).tags
+    assert tags["epsilon_search"] == "inf" and tags["search_accounting"] == "composition"
+    # after the nightly audit the champion's run holds the ledger with the audit's entries
+    assert nightly_audit["done"].returncode == 0
+    ledger = model_ledger(nightly_audit["champion"]["uri"], nightly_audit["champion"]["mlflow_uri"])
+    kinds = [e.kind for e in ledger.entries]
+    assert kinds.count("training") == 2 and "canary audit" in kinds and "statistic of members" in kinds
+    canary = next(e for e in ledger.entries if e.kind == "canary audit")
+    rec = json.loads(nightly_audit["report"].read_text())
+    assert canary.epsilon == float(rec["canary_audit"]["accounted_epsilon"]) or math.isinf(canary.epsilon)
+    assert (nightly_audit["report"].parent / "privacy_ledger.json").is_file()
+    # no training digit in the published grid, no aggregate of members but the gates' figures in audit.json
+    space = load_search_space("search_spaces/audit.yaml")
+    train = {to_uint8(x).tobytes() for x in load_split(space.data).x_train}
+    shown = grid_digits(nightly_audit["report"].parent / "grid.png")
+    assert shown and not set(shown) & train
+    summary = rec["served_attack"]["summary"]
+    assert "member_excess_cosine" not in summary and "member_gap" in summary
+    assert not any("loss" in key for key in rec["membership"])

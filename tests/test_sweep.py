@@ -112,7 +112,10 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     for run in children:
         assert run.info.status == "FINISHED"
         assert {"hid_dim", "ae_noise_multiplier", "searched.hid_dim"} <= set(run.data.params)
-        assert {"test_accuracy", "excess_cosine", "excess_cosine_low", "member_gap", "ssim"} <= set(run.data.metrics)
+        assert {"test_accuracy", "excess_cosine", "excess_cosine_low", "nonmember_excess_cosine", "ssim"} <= set(
+            run.data.metrics)
+        # a trial attacks held-out non-members only: no statistic of a training member is published or steers
+        assert not any(k.startswith("member_") for k in run.data.metrics), sorted(run.data.metrics)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "classifier.val_accuracy")] == [0, 1]
         assert len(client.get_metric_history(run.info.run_id, "autoencoder.val_loss")) == 1
         if run.data.params["ae_noise_multiplier"] != "0.0":  # a private stage logs no training-split loss
@@ -630,3 +633,48 @@ def test_each_sampler_asks_and_tells_in_batches(tmp_path, sampler):
     assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
     if sampler == "grid":
         assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
+
+
+PRIVATE_SPACE = """
+study: {study}
+sampler: random
+search_accounting: private
+trial_count: geometric
+trials: 2
+parallelism: 1
+params:
+  hid_dim: {{type: categorical, choices: [4, 8]}}
+  ae_noise_multiplier: {{type: categorical, choices: [1.0, 1.5]}}
+fixed: {{ae_epochs: 1, clf_epochs: 2, batch_size: 32, clf_noise_multiplier: 1.0}}
+attack: {{victims: 3, n_iter: 4, n_samples: 32, n_best: 8}}
+data: {{train_size: 300}}
+winner: {{max_leakage: null, max_epsilon: 60, fallback: highest_accuracy}}
+"""
+
+
+@pytest.mark.slow
+def test_a_private_random_search_runs_its_secret_count_and_accounts_the_release(sweep_root, tmp_path, capsys):
+    """sampler: random without a seed: K drawn in secret and kept in the study, exactly K trials run, the champion
+    carries epsilon_search (Papernot-Steinke) beside its own epsilon, and its ledger lists every trial."""
+    import json
+
+    from mnist_etc.dp.ledger import read_ledger
+    from mnist_etc.sweep import LocalRunner, SweepOptions, run_sweep
+    from mnist_etc.sweep.orchestrator import DRAWN_ATTR
+    from mnist_etc_cli.main import main
+
+    path = tmp_path / "private.yaml"
+    path.write_text(textwrap.dedent(PRIVATE_SPACE.format(study="private")))
+    space = load_search_space(path)
+    summary = run_sweep(space, SweepOptions.build(artifacts=sweep_root), LocalRunner(1), log=lambda m: None)
+    study = study_of("private", sweep_root)
+    drawn = study.user_attrs[DRAWN_ATTR]
+    assert isinstance(drawn, int) and drawn >= 1 and len(study.trials) == drawn
+    winner = json.loads((sweep_root / "sweeps" / "private" / "winner.json").read_text())
+    assert winner["search"]["method"] == "papernot-steinke" == summary.search["method"]
+    assert winner["epsilon_search"] >= winner["epsilon"] and winner["epsilon_search"] <= 60
+    ledger = read_ledger(sweep_root / "sweeps" / "private" / "privacy_ledger.json")
+    assert len([e for e in ledger.entries if e.kind == "training"]) == drawn
+    assert main(["ledger", str(sweep_root / "sweeps" / "private")]) == 0
+    printed = capsys.readouterr().out
+    assert "papernot-steinke" in printed and f"trial {drawn - 1}" in printed and "what was released" in printed

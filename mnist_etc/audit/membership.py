@@ -36,8 +36,6 @@ class MembershipResult:
     tpr_at_1pct_fpr: float
     n_members: int
     n_non_members: int
-    mean_member_loss: float
-    mean_non_member_loss: float
     score: str = SCORE
 
     def as_dict(self) -> dict[str, float]:
@@ -175,6 +173,4 @@ def loss_threshold_attack(score: Callable[[np.ndarray], np.ndarray], split: Data
     n_score = logit_confidence(n_logits, held_out_y[non_members])
     if scores_out is not None:
         scores_out.update(members=m_score, non_members=n_score)
-    return MembershipResult(**membership_statistics(m_score, n_score, seed), n_members=n, n_non_members=n,
-                            mean_member_loss=float(cross_entropy(m_logits, split.y_train[members]).mean()),
-                            mean_non_member_loss=float(cross_entropy(n_logits, held_out_y[non_members]).mean()))
+    return MembershipResult(**membership_statistics(m_score, n_score, seed), n_members=n, n_non_members=n)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic
-from mnist_etc.audit.attacks.report import GRID_ROWS, save_grid
+from mnist_etc.audit.attacks.report import GRID_ROWS, TRAINING_DATA_TITLE, save_grid
 from mnist_etc.audit.membership import save_roc_plot
 
 AUDITS_DIR = Path("artifacts/audits")
@@ -81,7 +81,6 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: 
     lines += ["", "| figure | " + " | ".join(label for _, label in present) + " |",
               "| --- |" + " --- |" * len(present)]
     rows = [("excess cosine over label-only [95%]", lambda s: _interval(s, "excess_cosine")),
-            ("members", lambda s: _interval(s, "member_excess_cosine")),
             ("non-members", lambda s: _interval(s, "nonmember_excess_cosine")),
             ("member - non-member gap", lambda s: _interval(s, "member_gap")),
             ("cosine: attack / label-only / prior", lambda s: f"{s['direct_cosine']:.4f} / "
@@ -100,7 +99,9 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: 
     n = int(served["summary"]["victims_per_group"])
     lines += [
         "",
-        f"{n} training members and {n} held-out non-members attacked; hill climbing sent {served['queries']:,} "
+        f"{n} training members and {n} held-out non-members attacked (the grid shows "
+        + ("training members: see its title" if rec.get("show_training_data") else "non-members only")
+        + f"; no image, index or score of a member is published); hill climbing sent {served['queries']:,} "
         f"images through the served model ({served['images_per_second']:,.0f} images/s). The headline is the "
         f"reconstruction's cosine to its victim minus that of the public class-mean image of the predicted "
         f"class (what the label alone gives away); the member - non-member gap is the part DP-SGD bounds.",
@@ -112,7 +113,7 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: 
         f"Previous audit of this lineage: {v['previous'] or 'none'}"
         + (f"; excess cosine change {v['growth']:+.4f}" if v["growth"] is not None else ""),
         "",
-        f"![{GRID_ROWS}]({grid_name})",
+        f"![{TRAINING_DATA_TITLE if rec.get('show_training_data') else GRID_ROWS}]({grid_name})",
         "",
         f"![membership ROC, log-log]({roc_name})",
     ]
@@ -120,12 +121,13 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: 
 
 
 def save_audit(rec: dict[str, Any], out_dir: Path) -> Path:
-    """Write the audit atomically; `rec['_served_result']` (the AttackResult) supplies the image grid."""
+    """Write the audit atomically; `rec['_served_result']` (the AttackResult) supplies the image grid, which
+    shows held-out non-members only unless `rec['show_training_data']` (then its title says so)."""
     served = rec.pop("_served_result")
     scores = rec.pop("_membership_scores", None)
     rec.setdefault("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     with staged_dir(out_dir) as tmp:
-        save_grid(served, tmp / "grid.png")
+        save_grid(served, tmp / "grid.png", bool(rec.get("show_training_data")))
         if scores:
             m = rec["membership"]
             save_roc_plot(scores["members"], scores["non_members"], tmp / "roc.png",

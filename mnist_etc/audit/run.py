@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mnist_etc.audit.attacks.hill_climb import Score, compiled
+from mnist_etc.audit.attacks.report import published_summary
 from mnist_etc.audit.attacks.runner import AttackResult, attack_model, check_attack_inputs
 from mnist_etc.audit.config import AuditConfig
 from mnist_etc.audit.membership import loss_threshold_attack
@@ -54,7 +55,7 @@ class CountedScore:
 
 
 def _attack_entry(result: AttackResult, scored: CountedScore) -> dict[str, Any]:
-    return {"attack": result.attack, "threat_model": result.threat_model, "summary": result.summary,
+    return {"attack": result.attack, "threat_model": result.threat_model, "summary": published_summary(result.summary),
             "label_baseline": result.baseline, "queries": result.queries, "seconds": result.seconds,
             "images_scored": scored.images, "images_per_second": scored.images_per_second}
 

@@ -1,10 +1,11 @@
-"""Epsilon of the DP-SGD that `mnist_etc.dp.sgd` runs, from dp_accounting.
+"""Epsilon of the DP-SGD that `mnist_etc.dp.sgd` runs, from dp_accounting (no TensorFlow here).
 
 Each private stage is `epochs * steps_per_epoch` Poisson-sampled Gaussian mechanisms with sampling rate
-q = batch / n and the *effective* noise multiplier: sigma for per-example clipping, sigma / 2 when
-microbatches hold more than one example (one example moves its microbatch's clipped gradient by up to 2C).
-The two stages compose. A model is only as private as its least private stage: if either the encoder or the
-classifier saw the training data without noise, epsilon is infinite.
+q = batch / n and the *effective* noise multiplier: sigma for per-example clipping, sigma / 2 whenever
+microbatches are used (one example can share its microbatch with another and move that microbatch's clipped
+gradient by up to 2C; `effective_noise`). The two stages compose: the model's epsilon is
+that of both stages together, larger than either stage's alone, and infinite if either the encoder or the
+classifier saw the training data without noise.
 
 The headline is the PLD accountant's epsilon (tight up to its discretisation); the RDP accountant's figure
 (an upper bound, what most papers quote) is reported beside it.
@@ -19,9 +20,19 @@ import dp_accounting
 from dp_accounting import pld, rdp
 
 from mnist_etc.config import TrainConfig
-from mnist_etc.dp.sgd import SECRET, effective_noise
 
 PLD_DISCRETISATION = 1e-3
+SECRET = "secret (OS entropy)"   # where DP-SGD's sampling and noise come from (mnist_etc.dp.sgd.dp_rng)
+
+
+def effective_noise(noise_multiplier: float, microbatches: int | None) -> float:
+    """The noise multiplier the accountant sees: halved whenever microbatches are used. Under Poisson sampling the
+    batch size varies and examples are dealt to microbatches at random, so even with as many microbatches as the
+    expected batch size two examples can share one, and removing one of them moves that microbatch's clipped
+    mean by up to 2C (per-example clipping, microbatches unset, moves the sum by at most C)."""
+    if microbatches is not None:
+        return noise_multiplier / 2
+    return noise_multiplier
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -34,7 +45,7 @@ def stage_event(n_train: int, batch_size: int, epochs: int, noise_multiplier: fl
     if noise_multiplier <= 0:
         return dp_accounting.NonPrivateDpEvent()
     q = min(1.0, batch_size / n_train)
-    sigma = effective_noise(noise_multiplier, batch_size, microbatches)
+    sigma = effective_noise(noise_multiplier, microbatches)
     step = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma))
     return dp_accounting.SelfComposedDpEvent(step, epochs * steps_per_epoch(n_train, batch_size))
 
@@ -70,9 +81,10 @@ class PrivacyReport:
     clf_epsilon: float
     ae_epsilon_rdp: float
     clf_epsilon_rdp: float
-    ae_effective_noise: float   # the noise multiplier the accountant used (halved for microbatches of > 1)
+    ae_effective_noise: float   # the noise multiplier the accountant used (halved whenever microbatches are used)
     clf_effective_noise: float
-    microbatch_size: int        # examples per microbatch in expectation (1 = per-example clipping)
+    microbatch_size: float      # examples per microbatch in expectation (batch / microbatches; 1 without them)
+    microbatches: int | None = None   # None: per-example clipping
     randomness: str = SECRET    # where sampling and noise came from
     sampling: str = "poisson"
 
@@ -85,9 +97,10 @@ class PrivacyReport:
         text = (f"({self.epsilon:.3g}, {self.delta:.3g})-DP for the whole model under add/remove-one adjacency: "
                 f"PLD accounting of Poisson-sampled DP-SGD (RDP bound {self.epsilon_rdp:.3g}; autoencoder eps "
                 f"{self.ae_epsilon:.3g}, classifier eps {self.clf_epsilon:.3g})")
-        if self.microbatch_size > 1:
-            text += (f"; microbatches of {self.microbatch_size} examples on average move a clipped gradient by up "
-                     f"to 2C, so the accountant used noise multipliers {self.ae_effective_noise:g} (autoencoder) / "
+        if self.microbatches is not None:
+            text += (f"; {self.microbatches} microbatches ({self.microbatch_size:g} examples each on average, dealt at "
+                     f"random to Poisson-sampled batches, so two can share one) move a clipped gradient by up to 2C, "
+                     f"so the accountant used noise multipliers {self.ae_effective_noise:g} (autoencoder) / "
                      f"{self.clf_effective_noise:g} (classifier), half the configured ones")
         if self.randomness == SECRET:
             text += "; sampling and noise from a secret source (OS entropy)"
@@ -100,18 +113,24 @@ class PrivacyReport:
                 "ae_epsilon": self.ae_epsilon, "clf_epsilon": self.clf_epsilon,
                 "ae_epsilon_rdp": self.ae_epsilon_rdp, "clf_epsilon_rdp": self.clf_epsilon_rdp,
                 "ae_effective_noise": self.ae_effective_noise, "clf_effective_noise": self.clf_effective_noise,
-                "microbatch_size": self.microbatch_size, "sampling": self.sampling, "randomness": self.randomness,
+                "microbatch_size": self.microbatch_size, "microbatches": self.microbatches,
+                "sampling": self.sampling, "randomness": self.randomness,
                 "accountant": "dp_accounting PLD (headline) and RDP", "statement": self.statement()}
 
 
+def training_events(cfg: TrainConfig, n_train: int) -> list[dp_accounting.DpEvent]:
+    """The two stages of one training as dp_accounting events (autoencoder, then classifier), composed."""
+    return [stage_event(n_train, cfg.batch_size, cfg.ae_epochs, cfg.ae_noise_multiplier, cfg.microbatches),
+            stage_event(n_train, cfg.batch_size, cfg.clf_epochs, cfg.clf_noise_multiplier, cfg.microbatches)]
+
+
 def privacy_report(cfg: TrainConfig, n_train: int, randomness: str = SECRET) -> PrivacyReport:
-    ae = stage_event(n_train, cfg.batch_size, cfg.ae_epochs, cfg.ae_noise_multiplier, cfg.microbatches)
-    clf = stage_event(n_train, cfg.batch_size, cfg.clf_epochs, cfg.clf_noise_multiplier, cfg.microbatches)
+    ae, clf = training_events(cfg, n_train)
     both, ae_only, clf_only = _epsilons((ae, clf), cfg.delta), _epsilons((ae,), cfg.delta), _epsilons((clf,), cfg.delta)
-    mb = 1 if cfg.microbatches is None else cfg.batch_size // cfg.microbatches
+    mb = 1 if cfg.microbatches is None else cfg.batch_size / cfg.microbatches
     return PrivacyReport(
         epsilon=both[0], epsilon_rdp=both[1], delta=cfg.delta, ae_epsilon=ae_only[0], clf_epsilon=clf_only[0],
         ae_epsilon_rdp=ae_only[1], clf_epsilon_rdp=clf_only[1],
-        ae_effective_noise=effective_noise(cfg.ae_noise_multiplier, cfg.batch_size, cfg.microbatches),
-        clf_effective_noise=effective_noise(cfg.clf_noise_multiplier, cfg.batch_size, cfg.microbatches),
-        microbatch_size=mb, randomness=randomness)
+        ae_effective_noise=effective_noise(cfg.ae_noise_multiplier, cfg.microbatches),
+        clf_effective_noise=effective_noise(cfg.clf_noise_multiplier, cfg.microbatches),
+        microbatch_size=mb, microbatches=cfg.microbatches, randomness=randomness)

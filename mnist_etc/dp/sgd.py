@@ -10,7 +10,7 @@ Microbatches (M of them): each sampled example goes to one of M microbatches, in
 so adding or removing one example changes only its own microbatch. Each microbatch's mean gradient is
 clipped to C; the sum over microbatches gets the same noise and is divided by M. One example can move its
 microbatch's clipped gradient by up to 2C (from g to g', both of norm <= C), so the add/remove sensitivity
-is 2C and the accountant must see noise multiplier sigma / 2 (`effective_noise`).
+is 2C and the accountant must see noise multiplier sigma / 2 (`mnist_etc.dp.accounting.effective_noise`).
 
 Clipping paths:
 - `ghost` (a single Dense layer, the classifier head): each example's gradient norm comes from its input and
@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 
 from mnist_etc.config import TrainConfig
+from mnist_etc.dp.accounting import SECRET
 from mnist_etc.dp import fast_clipping, layerwise
 from mnist_etc.dp.layerwise import OutputLoss
 from mnist_etc.tf_quiet import tf
@@ -50,7 +51,6 @@ from mnist_etc.tf_quiet import tf
 # (model, x, y) -> per-example loss [b]
 PerExampleLoss = Callable[[tf.keras.Model, tf.Tensor, tf.Tensor], tf.Tensor]
 
-SECRET = "secret (OS entropy)"
 STAGES = ("autoencoder", "classifier")   # the two trained stages, in training order
 
 
@@ -60,13 +60,6 @@ def dp_rng(insecure_seed: int | None) -> tuple[np.random.Generator, str]:
         return np.random.default_rng(secrets.randbits(128)), SECRET
     return (np.random.default_rng([insecure_seed, 0x5EED]),
             f"seeded from seed={insecure_seed} (INSECURE: reproducible, tests only)")
-
-
-def effective_noise(noise_multiplier: float, batch_size: int, microbatches: int | None) -> float:
-    """The noise multiplier the accountant sees: halved when microbatches hold more than one example."""
-    if microbatches is not None and microbatches < batch_size:
-        return noise_multiplier / 2
-    return noise_multiplier
 
 
 def mse_of_outputs(out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:

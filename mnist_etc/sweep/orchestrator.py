@@ -27,6 +27,9 @@ from mnist_etc.sweep import storage as storage_mod
 from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, ui_links, write_csv
 from mnist_etc.sweep.locks import study_lock
 from mnist_etc.sweep.runner import TrialLost, TrialRunner
+from mnist_etc.dp.ledger import LEDGER_FILE, write_ledger
+from mnist_etc.sweep.search_privacy import (account_search_of, planned_search_epsilon, sweep_ledger,
+                                             trial_count_distribution, uses_random_search)
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
                                    settle_unfinished)
 from mnist_etc.stop_request import check_stop
@@ -80,6 +83,7 @@ class SweepSummary:
     winner: dict[str, Any] | None
     files: dict[str, str]
     wall_seconds: float
+    search: dict[str, Any] = field(default_factory=dict)   # the search's privacy (SearchAccount.as_dict())
     trial_seconds: list[float] = field(default_factory=list)
     markdown: str = ""
 
@@ -107,6 +111,13 @@ def preflight(space: SearchSpace) -> None:
     if max(batch_sizes) > split.n_train:
         raise UserError(f"{space.source}: batch_size {max(batch_sizes)} exceeds the {split.n_train} training "
                         f"examples of the data; lower it or raise data.train_size.")
+    planned = planned_search_epsilon(space, split.n_train)
+    bound = space.winner.max_epsilon
+    if bound is not None and planned.epsilon_search is not None and planned.epsilon_search > bound:
+        raise UserError(f"{space.source}: the search would cost epsilon_search {fmt_eps(planned.epsilon_search)} "
+                        f"({planned.method}, {planned.trial_count}), above winner.max_epsilon {bound:g}, so no "
+                        f"champion could qualify; use sampler: random (its seed left out) for a private random "
+                        f"search, fewer trials, more noise, or raise max_epsilon.")
 
 
 def run_sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: Log = print) -> SweepSummary:
@@ -138,24 +149,28 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
     options.optuna_artifacts.mkdir(parents=True, exist_ok=True)
     art_store = FileSystemArtifactStore(str(options.optuna_artifacts))
 
+    drawn = drawn_trial_count(study, space)
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    settled = settle_unfinished(study, stale, study_dir, space.stale_trial_retries, art_store, tracker, log,
+    settled = settle_unfinished(study, stale, study_dir, retries_of(space), art_store, tracker, log,
                                 "stopped") if stale else {"recovered": 0, "failed": 0, "retried": 0}
-    # A fresh seed per start: a resumed random/TPE sampler must not replay the first run's draws.
-    study.sampler = make_sampler(space, space.sampler.seed + len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(space, len(study.get_trials(deepcopy=False)))
 
     done = count_finished(study)
     verb = "created" if created else "resumed"
-    log(f"study {space.study} {verb} in {options.storage_label}: {done} of {space.trials} trials finished; "
-        f"running {max(0, space.trials - done)} more, up to {space.parallelism} at a time "
+    if drawn is None:
+        plan = f"{done} of {space.trials} trials finished; running {max(0, space.trials - done)} more"
+    else:   # K stays in the sweep's own stores: the theorem's bound is for releasing the champion only
+        plan = (f"a private random search of K trials, K drawn in secret ({space.trial_count}, mean {space.trials}); "
+                f"{trials_started(study)} started so far")
+    log(f"study {space.study} {verb} in {options.storage_label}: {plan}, up to {space.parallelism} at a time "
         f"({space.sampler.name} sampler). Trial artifacts: {study_dir}/trial-<n>/")
-    slots = _Slots(study, space, options, tracker, parent_run, art_store, study_dir, runner, log)
+    slots = _Slots(study, space, options, tracker, parent_run, art_store, study_dir, runner, log, drawn)
     try:
         slots.run()
     finally:
         runner.close()
 
-    summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, slots.ran, settled, log)
+    summary = _finish(study, space, options, tracker, parent_run, art_store, t_start, slots.ran, settled, log, drawn)
     summary.trial_seconds = slots.trial_seconds
     return summary
 
@@ -217,13 +232,47 @@ def _start_run_patiently(study: Any, trial: Any, space: SearchSpace, tracker: Sw
                         f"(it resumes).") from None
 
 
+DRAWN_ATTR = "mnist_etc.trial_count_drawn"   # K of a private random search, kept in the study only
+
+
+def trials_started(study: Any) -> int:
+    """Trials that started training (or were told a result): every trial but a re-run still waiting."""
+    from optuna.trial import TrialState
+
+    return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def drawn_trial_count(study: Any, space: SearchSpace) -> int | None:
+    """K of a private random search: drawn in secret on the study's first start and kept in the study (a resumed
+    sweep goes on to the same K); None when the sweep runs `trials` finished trials as usual."""
+    if not uses_random_search(space):
+        return None
+    drawn = study.user_attrs.get(DRAWN_ATTR)
+    if drawn is None:
+        import secrets
+
+        import numpy as np
+
+        drawn = int(trial_count_distribution(space).draw(np.random.default_rng(secrets.randbits(128))))
+        study.set_user_attr(DRAWN_ATTR, drawn)
+    return int(drawn)
+
+
+def retries_of(space: SearchSpace) -> int:
+    """Re-runs of a lost trial: none in a private random search, whose K runs must each draw afresh (a re-run of
+    the same settings is not an independent draw); a lost trial counts as a run with no result."""
+    return 0 if uses_random_search(space) else space.stale_trial_retries
+
+
 class _Slots:
     """Refill, not batch: keep `parallelism` trials in flight and ask for the next one as soon as any
     finishes. Tells each result as it arrives; on an interrupt, settles what is still in flight."""
 
     def __init__(self, study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker,
-                 parent_run: str, art_store: Any, study_dir: Path, runner: TrialRunner, log: Log):
+                 parent_run: str, art_store: Any, study_dir: Path, runner: TrialRunner, log: Log,
+                 drawn: int | None = None):
         self.study, self.space, self.options, self.tracker = study, space, options, tracker
+        self.drawn = drawn   # a private random search runs exactly this many trials, failed ones included
         self.parent_run, self.art_store, self.study_dir, self.runner, self.log = (parent_run, art_store, study_dir,
                                                                                 runner, log)
         self.distributions = space.distributions()
@@ -254,9 +303,13 @@ class _Slots:
         if self.stop_error is not None:
             raise self.stop_error
 
+    def _remaining(self) -> int:
+        if self.drawn is not None:
+            return self.drawn - trials_started(self.study)   # running ones are started
+        return self.space.trials - count_finished(self.study) - len(self.in_flight)
+
     def _fill(self) -> None:
-        while len(self.in_flight) < self.space.parallelism and (
-                self.space.trials - count_finished(self.study) - len(self.in_flight)) > 0:
+        while len(self.in_flight) < self.space.parallelism and self._remaining() > 0:
             asked = _ask_one(self.study, self.space, self.options, self.tracker, self.parent_run, self.distributions,
                              self.runner.needs_tracking_run)
             if asked is not None:
@@ -284,10 +337,10 @@ class _Slots:
         _tell(self.study, trial, spec, result, self.art_store, self.tracker)
         if isinstance(result, TrialOutcome):
             self.trial_seconds.append(float(result.user_attrs.get("trial_seconds", math.nan)))
-        self.log(_progress_line(count_finished(self.study), self.space, trial.number, result))
+        self.log(_progress_line(count_finished(self.study), self.space, trial.number, result, self.drawn is not None))
 
     def _settle_unfinished(self, trials: list[Any], why: str) -> None:
-        settle_unfinished(self.study, trials, self.study_dir, self.space.stale_trial_retries, self.art_store,
+        settle_unfinished(self.study, trials, self.study_dir, retries_of(self.space), self.art_store,
                           self.tracker, self.log, why)
 
 
@@ -308,8 +361,8 @@ def _tell(study: Any, trial: Any, spec: TrialSpec, result: Any, art_store: Any, 
         tracker.fail_trial_run(spec.mlflow_run_id, error)
 
 
-def _progress_line(finished: int, space: SearchSpace, number: int, result: Any) -> str:
-    head = f"trial {finished}/{space.trials} (#{number})"
+def _progress_line(finished: int, space: SearchSpace, number: int, result: Any, secret_count: bool = False) -> str:
+    head = f"trial {finished}{'' if secret_count else f'/{space.trials}'} (#{number})"
     if isinstance(result, TrialOutcome):
         acc, leak = result.values
         eps = result.user_attrs.get("epsilon")
@@ -320,21 +373,33 @@ def _progress_line(finished: int, space: SearchSpace, number: int, result: Any) 
 
 
 def _finish(study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker, parent_run: str,
-            art_store: Any, t_start: float, ran: int, settled: dict[str, int], log: Log) -> SweepSummary:
+            art_store: Any, t_start: float, ran: int, settled: dict[str, int], log: Log,
+            drawn: int | None = None) -> SweepSummary:
     from optuna.trial import TrialState
 
     study_dir = options.study_dir(space.study)
     trials = study.get_trials(deepcopy=False)
     cands = candidates(trials)
-    choice = choose_winner(cands, space.winner, space.leakage_metric)
+    account = account_search_of(space, cached_split(space.data).n_train, trials_started(study), drawn)
+    choice = choose_winner(cands, space.winner, space.leakage_metric, account.epsilon_search)
     files: dict[str, str] = {}
     files["trials_csv"] = str(write_csv(study_dir / "trials.csv", trials, space.objective_names))
     if cands:
         files["pareto_png"] = str(pareto_plot(study_dir / "pareto.png", cands, choice, space.study,
                                               space.accuracy_metric, space.leakage_metric, space.winner.max_leakage))
-    winner = _write_winner(study_dir / "winner.json", choice, space, options, tracker, log)
+    winner = _write_winner(study_dir / "winner.json", choice, space, options, tracker, log, account)
+    ledger_path = study_dir / LEDGER_FILE
     if winner is not None:
         files["winner_json"] = str(study_dir / "winner.json")
+        reg = winner["mlflow"]
+        model = (f"models:/{reg['registered_model']}/{reg['version']}" if reg.get("version")
+                 else str(winner["model_dir"]))
+        write_ledger(sweep_ledger(space, trials, account, choice.winner.number, cached_split(space.data).n_train,
+                                  model), ledger_path)
+        tracker.log_ledger(reg.get("run_id"), ledger_path)
+        files["privacy_ledger"] = str(ledger_path)
+    elif ledger_path.exists():
+        ledger_path.unlink()   # no champion, no release to account
     counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
     wall = time.perf_counter() - t_start
     mlflow_info = winner["mlflow"] if winner else None
@@ -342,7 +407,7 @@ def _finish(study: Any, space: SearchSpace, options: SweepOptions, tracker: Swee
                      mlflow_info.get("registered_model") if mlflow_info else None)
     md = summary_markdown(space.study, options.storage_label, counts, cands, choice, space.accuracy_metric,
                           space.leakage_metric, dict(files, summary_md=str(study_dir / "summary.md")), wall,
-                          mlflow_info, links)
+                          mlflow_info, links, account.as_dict())
     write_text_atomic(study_dir / "summary.md", md)
     files["summary_md"] = str(study_dir / "summary.md")
     best = max(cands, key=lambda c: c.accuracy) if cands else None
@@ -350,20 +415,23 @@ def _finish(study: Any, space: SearchSpace, options: SweepOptions, tracker: Swee
     tracker.finish_parent(parent_run, {"completed_trials": counts.get("COMPLETE", 0),
                                        "failed_trials": counts.get("FAIL", 0),
                                        f"best_{space.accuracy_metric}": best.accuracy if best else math.nan,
-                                       f"lowest_{space.leakage_metric}": low.leakage if low else math.nan},
+                                       f"lowest_{space.leakage_metric}": low.leakage if low else math.nan,
+                                       "epsilon_search": (account.epsilon_search if account.epsilon_search
+                                                          is not None else math.nan)},
                           [Path(f) for f in files.values()])
     log(f"{choice.reason[0].upper()}{choice.reason[1:]}")
+    log(f"search privacy: {account.statement}")
     if tracker.missing:
         log(f"MLflow tracking is incomplete: {len(tracker.missing)} call(s) failed (the store was down?); the "
             f"trials and their results are in the study and under {study_dir}; winner.json lists what is missing.")
     log(f"reports: {', '.join(files.values())}")
     return SweepSummary(space.study, options.storage_label, space.trials, counts, ran, settled,
                         best.accuracy if best else None, low.leakage if low else None, winner, files, wall,
-                        markdown=md)
+                        search=account.as_dict(), markdown=md)
 
 
 def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: SweepOptions, tracker: SweepTracker,
-                  log: Log) -> dict[str, Any] | None:
+                  log: Log, account: Any) -> dict[str, Any] | None:
     if choice.winner is None:
         if path.exists():
             path.unlink()  # a winner.json from an earlier run would contradict this run's policy
@@ -373,7 +441,9 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
     registered, version = None, None
     try:
         write_onnx_model = _champion_writer(space.study, run_id, w.user_attrs["model_dir"])
-        registered, version = tracker.register_champion(space.study, run_id, write_onnx_model)
+        registered, version = tracker.register_champion(space.study, run_id, write_onnx_model, tags={
+            "epsilon": fmt_eps(w.epsilon), "epsilon_search": _eps_tag(account.epsilon_search),
+            "search_accounting": account.method, "delta": str(w.user_attrs.get("delta"))})
     except Exception as exc:  # the store is down, or the winner was tracked in another MLflow store earlier
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         tracker.missing.append(f"registration of the champion: {reason}")
@@ -385,7 +455,9 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
         "values": {space.accuracy_metric: w.accuracy, space.leakage_metric: w.leakage},
         "params": w.params,
         "epsilon": w.epsilon,
+        "epsilon_search": account.epsilon_search,   # null: not accounted (search_accounting: none)
         "delta": w.user_attrs.get("delta"),
+        "search": account.as_dict(),
         "model_dir": w.user_attrs.get("model_dir"),
         "trial_dir": w.user_attrs.get("trial_dir"),
         "qualified": choice.qualified,
@@ -399,6 +471,10 @@ def _write_winner(path: Path, choice: Choice, space: SearchSpace, options: Sweep
     }
     write_json_atomic(path, record)
     return record
+
+
+def _eps_tag(eps: float | None) -> str:
+    return "not accounted" if eps is None else fmt_eps(eps)
 
 
 def _champion_writer(study: str, run_id: str, model_dir: str) -> Callable[[Path], Any]:

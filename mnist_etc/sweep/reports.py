@@ -13,7 +13,7 @@ from mnist_etc.sweep.winner import Candidate, Choice, pareto_front
 
 # User attributes copied to the CSV, in this order, after number/state/objectives/epsilon/params.
 CSV_ATTRS = ("val_accuracy", "test_accuracy", "epsilon_rdp", "excess_cosine", "excess_cosine_low",
-             "excess_cosine_high", "member_excess_cosine", "nonmember_excess_cosine", "member_gap",
+             "excess_cosine_high", "nonmember_excess_cosine",
              "direct_cosine", "label_baseline_cosine", "prior_baseline_cosine", "identification_rate",
              "perceptual_cosine_1", "perceptual_cosine_2", "ssim", "psnr", "class_match", "test_reconstruction_mse",
              "train_seconds", "attack_seconds", "trial_seconds", "trial_dir", "model_dir", "mlflow_run_id",
@@ -121,7 +121,7 @@ def ui_links(study_id: int, experiment_id: str, parent_run_id: str, registered_m
 def summary_markdown(study: str, storage_label: str, counts: dict[str, int], cands: list[Candidate],
                      choice: Choice, accuracy_metric: str, leakage_metric: str, files: dict[str, str],
                      wall_seconds: float, mlflow: dict[str, Any] | None = None,
-                     links: dict[str, str] | None = None) -> str:
+                     links: dict[str, str] | None = None, search: dict[str, Any] | None = None) -> str:
     lines = [f"# Sweep `{study}`", "",
              f"Storage `{storage_label}`; {wall_seconds:.1f} s this run. Trials: "
              + ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) + ".", ""]
@@ -149,8 +149,14 @@ def summary_markdown(study: str, storage_label: str, counts: dict[str, int], can
                 isinstance(w.get(k), (int, float))]
         if held:
             lines += [f"Reported for the winner: {', '.join(held)} (test split, not used for selection).", ""]
-    lines += ["Epsilon is each trial's own training; the search over trials is not accounted: releasing "
-              "the winner of many private trials costs more privacy than one trial's epsilon.", ""]
+    if choice.winner is not None and search:
+        eps_search = search.get("epsilon_search")
+        lines += [f"**Privacy of the release**: the champion's own training epsilon "
+                  f"{fmt_eps(choice.winner.epsilon)}; epsilon_search "
+                  f"**{'not accounted' if eps_search is None else fmt_eps(eps_search)}** ({search.get('method')}). "
+                  f"{search.get('statement', '')}", ""]
+    elif search:
+        lines += [f"Search privacy: {search.get('statement', '')}", ""]
     if choice.winner is not None and mlflow:
         lines += [f"Registered in MLflow as `{mlflow.get('registered_model')}` version "
                   f"{mlflow.get('version')} with alias `champion`.", ""]

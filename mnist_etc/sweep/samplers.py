@@ -58,6 +58,9 @@ class Nsga2Sampler(_SamplerBase):
 
 class RandomSampler(_SamplerBase):
     name: Literal["random"]
+    seed: Annotated[int, Field(ge=0)] | None = Field(None, description=(
+        "null (default): a secret seed from OS entropy at each start, which a private random search needs; an "
+        "integer repeats the draws (the search is then accounted by composition)"))
     options: NoOptions = Field(default_factory=NoOptions)
 
 

@@ -29,7 +29,8 @@ from mnist_etc.sweep.samplers import NAMES as SAMPLERS, Sampler, TpeSampler
 ACCURACY_METRICS = ("val_accuracy", "test_accuracy")
 # Each is higher when the attack reconstructs better (more leakage), so it is always minimised. The first,
 # the excess cosine over the label-only baseline, is the headline; `_high` is its 95% interval's upper end.
-LEAKAGE_METRICS = ("excess_cosine", "excess_cosine_high", "member_excess_cosine", "identification_rate",
+# A sweep attacks held-out non-members only (attack.members is false): none of these reads the training split.
+LEAKAGE_METRICS = ("excess_cosine", "excess_cosine_high", "identification_rate",
                    "direct_cosine", "perceptual_cosine_1", "perceptual_cosine_2", "ssim", "psnr", "class_match")
 DIRECTIONS = ("maximize", "minimize")       # accuracy, leakage
 TRAIN_FIELDS = tuple(TrainConfig.model_fields)
@@ -175,7 +176,7 @@ class WinnerPolicy(Settings):
         if self.max_leakage is not None:
             bounds.append(f"{leakage_metric} <= {self.max_leakage:g}")
         if self.max_epsilon is not None:
-            bounds.append(f"epsilon <= {self.max_epsilon:g}")
+            bounds.append(f"epsilon (and an accounted search's epsilon_search) <= {self.max_epsilon:g}")
         if not bounds:
             return "highest accuracy (no bounds)"
         among = f" among trials with {' and '.join(bounds)}"
@@ -198,13 +199,20 @@ class SearchSpace(Settings):
     trials: int = Field(20, ge=1, description="trials to finish (failed ones are not counted)")
     parallelism: int = Field(1, ge=1, description="trials in flight at once")
     stale_trial_retries: int = Field(1, ge=0, description="re-runs of a trial a stopped sweep left RUNNING")
+    search_accounting: Literal["private", "none"] = Field("private", description=(
+        "private: the champion's epsilon_search covers the search that chose it (a random search with a secret "
+        "seed: Papernot-Steinke over K random trials; an adaptive sampler: the trials compose); none: not "
+        "accounted, the champion's epsilon covers its own training only"))
+    trial_count: Literal["logarithmic", "geometric", "poisson"] = Field("logarithmic", description=(
+        "a private random search runs K trials, K drawn in secret from this distribution with mean `trials`"))
     objectives: Objectives = Field(default_factory=Objectives)
     params: dict[str, Param] = Field(description="searched TrainConfig settings, each a range or choices",
                                      json_schema_extra={"propertyNames": {"enum": list(TRAIN_FIELDS)},
                                                         "minProperties": 1})
     fixed: dict[str, Any] = Field(default_factory=dict, description="TrainConfig settings held constant",
                                   json_schema_extra={"propertyNames": {"enum": list(TRAIN_FIELDS)}})
-    attack: AttackConfig = Field(default_factory=AttackConfig)
+    attack: AttackConfig = Field(default_factory=lambda: AttackConfig(members=False), description=(
+        "the attack every trial runs, on held-out non-members only (members: false)"))
     data: DataConfig = Field(default_factory=DataConfig)
     winner: WinnerPolicy = Field(default_factory=WinnerPolicy)
     _source: str = PrivateAttr("<search space>")
@@ -276,6 +284,21 @@ class SearchSpace(Settings):
                 raise ValueError(f"params: the setting {params} with fixed {self.fixed} is not a valid training "
                                  f"config ({str(exc).rstrip('.')}).") from None
         return self
+
+    @field_validator("attack", mode="before")
+    @classmethod
+    def _non_members_only(cls, value: Any) -> Any:
+        # What a trial measures steers the sampler and the winner policy, and is published per trial: a
+        # statistic of training members there would be a non-private release the accounting never saw.
+        if isinstance(value, dict):
+            if value.get("members") is True:
+                raise ValueError("attack.members must be false in a sweep: its selection may not read statistics "
+                                 "of the training split (the member - non-member gap is the audit's, "
+                                 "'mnist-etc audit'); drop it.")
+            return {**value, "members": False}
+        if isinstance(value, AttackConfig) and value.members:
+            return value.replace(members=False)
+        return value
 
     @model_validator(mode="after")
     def _sampler_fits(self) -> "SearchSpace":

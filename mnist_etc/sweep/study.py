@@ -30,8 +30,13 @@ RECOVERY_RETRY_SECONDS = 30.0   # how long settling a stopped sweep waits for ML
 Log = Callable[[str], None]
 
 
-def make_sampler(space: SearchSpace, seed: int) -> Any:
-    return build_sampler(space.sampler, space.grid(), seed)
+def make_sampler(space: SearchSpace, trials_so_far: int) -> Any:
+    """The space's sampler, seeded afresh per start: its own seed plus the trials already made (a resumed sweep
+    must not replay the first run's draws), or a secret seed when the space leaves it null."""
+    import secrets
+
+    seed = space.sampler.seed
+    return build_sampler(space.sampler, space.grid(), secrets.randbits(32) if seed is None else seed + trials_so_far)
 
 
 def _canonical(value: Any) -> Any:

@@ -51,13 +51,19 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
     return sorted(front, key=lambda c: (c.accuracy, -c.leakage))
 
 
-def choose_winner(cands: list[Candidate], policy: WinnerPolicy, leakage_metric: str = "leakage") -> Choice:
+def choose_winner(cands: list[Candidate], policy: WinnerPolicy, leakage_metric: str = "leakage",
+                  search_epsilon: float | None = None) -> Choice:
+    """`search_epsilon`: the accounted search's epsilon (mnist_etc.sweep.search_privacy); `max_epsilon` then
+    bounds it as well as each trial's own (what is released is the champion *and* its selection)."""
     if not cands:
         return Choice(None, False, "no trial completed, so there is no winner.")
 
+    def released_epsilon(c: Candidate) -> float:
+        return c.epsilon if search_epsilon is None else max(c.epsilon, search_epsilon)
+
     def qualifies(c: Candidate) -> bool:
         return ((policy.max_leakage is None or c.leakage <= policy.max_leakage)
-                and (policy.max_epsilon is None or c.epsilon <= policy.max_epsilon))
+                and (policy.max_epsilon is None or released_epsilon(c) <= policy.max_epsilon))
 
     by_accuracy = lambda c: (-c.accuracy, c.leakage, c.epsilon, c.number)  # noqa: E731
     ok = [c for c in cands if qualifies(c)]

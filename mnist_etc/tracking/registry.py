@@ -212,3 +212,18 @@ def check_model_reference(uri: object, tracking_uri: str | None = None) -> Model
     except Exception as exc:  # the server did not answer, the store could not be read
         raise UserError(f"could not check MLflow model {uri!r} in {where} "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}).") from None
+
+
+def fetch_run_file(run_id: str, name: str, tracking_uri: str | None, dst_dir: Path) -> Path | None:
+    """The file `name` at the top of run `run_id`'s artifacts, downloaded into `dst_dir`; None when it has none
+    (a champion of a sweep from before the privacy ledger)."""
+    client = _client(tracking_uri)
+    if name not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    Path(dst_dir).mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, name, str(dst_dir)))
+
+
+def replace_run_file(run_id: str, path: Path, tracking_uri: str | None) -> None:
+    """Put `path` at the top of run `run_id`'s artifacts (a file of the same name is replaced)."""
+    _client(tracking_uri).log_artifact(run_id, str(path))

@@ -183,14 +183,22 @@ class SweepTracker:
 
     # --------------------------------------------------------------------------------- registry
 
-    def register_champion(self, study: str, run_id: str, write_onnx_model: Callable[[Path], Any]) -> tuple[str, int]:
+    @_not_fatal("the privacy ledger")
+    def log_ledger(self, run_id: str | None, path: Path) -> None:
+        """The champion's privacy ledger at the top of its run, beside its `model` artifact."""
+        if run_id is not None:
+            self.client.log_artifact(run_id, str(path))
+
+    def register_champion(self, study: str, run_id: str, write_onnx_model: Callable[[Path], Any],
+                          tags: dict[str, str] | None = None) -> tuple[str, int]:
         """Register the winning trial as an MLflow model and point alias `champion` at it.
 
         The version is the ONNX classifier with the `onnx` flavour and a signature (logged to the trial's run
         as `onnx_model/`, written by `write_onnx_model(directory)`: mnist_etc.export.save_mlflow_onnx_model); the
         Keras model it was exported from stays the run's `model/` artifact, named by the version's tag
         `mnist_etc.keras_source` (`trial/model` for a trial that ran on a worker). The same winner on a rerun
-        reuses its version (and writes nothing)."""
+        reuses its version (and writes nothing). `tags` (the privacy figures: epsilon, epsilon_search) are set on
+        the version, a reused one too."""
         skipped = self.skip_reason()
         if skipped:
             raise ConnectionError(skipped)
@@ -215,5 +223,7 @@ class SweepTracker:
             keras = f"{TRIAL_ARTIFACT_PATH}/{KERAS_ARTIFACT}" if self.worker_uploaded(run_id) else KERAS_ARTIFACT
             version = int(client.create_model_version(name, source=source, run_id=run_id, tags={
                 "optuna.study": study, KERAS_SOURCE_TAG: keras}).version)
+        for key, value in (tags or {}).items():
+            client.set_model_version_tag(name, str(version), key, value)
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         return name, version

@@ -5,6 +5,7 @@ import pytest
 
 from mnist_etc.audit.attacks.config import AttackConfig
 from mnist_etc.errors import UserError
+from mnist_etc.images import to_uint8
 from mnist_etc.audit import attacks
 from mnist_etc.audit.attacks.report import save_attack
 from mnist_etc.audit.attacks.hill_climb import compiled, hill_climb
@@ -146,14 +147,45 @@ def test_intervals_and_identification(tiny_split):
     assert all(ranks == 21)  # ties count against the victim: no information, last place
 
 
-def test_saved_attack_carries_config_groups_and_scores(small_attack, tmp_path):
+def grid_digits(path, rows=4, scale=3, gap=2):
+    """The 28x28 digits of a saved grid's top row (the victims) as uint8 bytes; a title band above is skipped."""
+    from PIL import Image
+
+    im = np.asarray(Image.open(path).convert("L"))
+    band = im.shape[0] - (rows * (28 + gap) + gap) * scale
+    small = im[band:][::scale, ::scale]
+    n = (small.shape[1] - gap) // (28 + gap)
+    return [small[gap:gap + 28, gap + c * (28 + gap):gap + c * (28 + gap) + 28].tobytes() for c in range(n)]
+
+
+def training_digits(split):
+    return {to_uint8(x).tobytes() for x in split.x_train}
+
+
+def test_saved_attack_publishes_no_training_data(small_attack, tiny_split, tmp_path):
+    """attack.json and grid.png are what a sweep trial publishes (MLflow, the Optuna dashboard): no member's
+    digit, index or score; the members' figures stay in members.json, a local file."""
     out = save_attack(small_attack, tmp_path / "a", model_path=tmp_path / "model")
     record = json.loads((out / "attack.json").read_text())
     assert record["config"]["n_iter"] == 8 and record["config"]["seed"] == 0
     assert record["attack"] == "public-prior" and "outsider" in record["threat_model"]
-    assert len(record["per_victim"]["direct_cosine"]) == 12 and sum(record["victims"]["member"]) == 6
+    assert len(record["per_victim"]["direct_cosine"]) == 6 and record["victims"]["members_attacked"] == 6
+    assert "member" not in record["victims"] and not any(k.startswith("member_") and not k.startswith("member_gap")
+                                                          for k in record["summary"])
     assert record["summary"]["excess_cosine"] == pytest.approx(small_attack.summary["excess_cosine"])
-    assert (out / "grid.png").stat().st_size > 0
+    members = json.loads((out / "members.json").read_text())
+    assert len(members["index"]) == 6 and "do not publish" in members["note"]
+    shown = grid_digits(out / "grid.png")
+    assert len(shown) == 6 and not set(shown) & training_digits(tiny_split)
+    # The check can fail: with the training data asked for, members are in the grid.
+    save_attack(small_attack, tmp_path / "b", show_training_data=True)
+    assert set(grid_digits(tmp_path / "b" / "grid.png")) & training_digits(tiny_split)
+
+
+def test_a_non_member_attack_draws_the_same_non_members(tiny_model, tiny_split, cache):
+    both = choose_victims(tiny_split, 6, 0)
+    non = choose_victims(tiny_split, 6, 0, members=False)
+    assert not non.member.any() and np.array_equal(non.index, both.index[~both.member])
 
 
 def test_bad_attack_inputs_get_one_sentence(tiny_split, tmp_path):
@@ -170,3 +202,20 @@ def test_bad_attack_inputs_get_one_sentence(tiny_split, tmp_path):
         check_attack_inputs(tiny_split, AttackConfig(public_data=str(leaky)))
     with pytest.raises(UserError, match="neither 'held-out' nor an existing .npz"):
         check_attack_inputs(tiny_split, AttackConfig(public_data=str(tmp_path / "none.npz")))
+
+
+def test_the_readmes_grids_publish_no_training_digit():
+    """docs/ is published with the README: its attack and audit grids (made on the embedded digits' default split)
+    hold held-out digits only."""
+    from pathlib import Path
+
+    from mnist_etc.config import DataConfig
+    from mnist_etc.data import load_split
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    train = training_digits(load_split(DataConfig()))
+    held_out = {to_uint8(x).tobytes() for x in load_split(DataConfig()).x_test}
+    for name in ("attack_grid_dpae_public_prior.png", "attack_grid_dpae_own_decoder.png", "pipeline_audit_grid.png"):
+        shown = grid_digits(docs / name)
+        assert len(shown) == 10 and not set(shown) & train, name
+        assert set(shown) <= held_out, name   # the check can see digits: these are the held-out victims

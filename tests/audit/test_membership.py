@@ -26,8 +26,9 @@ def test_loss_threshold_attack_on_a_trained_model(tiny_model, tiny_split):
     assert result.n_members == result.n_non_members == 300
     assert -1.0 <= result.advantage <= 1.0 and result.auc_low <= result.auc <= result.auc_high
     assert 0.0 <= result.p_value <= 1.0 and 0.0 <= result.tpr_at_0_1pct_fpr <= result.tpr_at_1pct_fpr <= 1.0
-    # A small model trained on 1,500 digits fits its members a little better than held-out digits.
-    assert result.mean_member_loss <= result.mean_non_member_loss + 0.05
+    # A small model trained on 1,500 digits fits its members a little better than held-out digits; the record
+    # publishes no aggregate of members but the test's statistics (no mean member loss).
+    assert result.auc >= 0.45 and not any("loss" in key for key in result.as_dict())
 
 
 def test_auc_interval_holds_the_auc_and_narrows_with_more_examples():

@@ -42,6 +42,32 @@ def test_one_example_moves_a_microbatch_of_two_by_up_to_2C_but_per_example_clipp
         assert np.linalg.norm(d) <= 1.0 + 1e-5
 
 
+def test_as_many_microbatches_as_the_batch_size_still_move_the_sum_by_2C():
+    """The adversarial neighbour of M = B: Poisson sampling gives batches of any size and deals examples to
+    microbatches at random, so with B = M = 4 two examples land in one microbatch (here microbatch 0, as the
+    random assignment does with probability 1/4 for any pair). Removing one moves the clipped sum by 2C,
+    so M = B is not per-example clipping and is accounted at sigma / 2."""
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3, use_bias=False)])
+    linear = lambda m, x, y: tf.reduce_sum(m(x) * y, axis=1)  # noqa: E731
+    x1, y1 = np.array([[3.0, 0, 0, 0]], np.float32), np.array([[1.0, 0, 0]], np.float32)
+    x2, y2 = x1.copy(), -3 * y1
+    mb = _tiny_dp(model, linear, microbatches=4, batch=4)
+    assert mb.microbatches == mb.batch_size
+    without = _flat(mb._sum(x1, y1, np.zeros(1, np.int32)))
+    shared = _flat(mb._sum(np.concatenate([x1, x2]), np.concatenate([y1, y2]), np.zeros(2, np.int32)))
+    assert np.linalg.norm(shared - without) == pytest.approx(2.0)
+    # How often a Poisson batch puts some example beside another in one of M = B microbatches (batch 64, as the
+    # defaults): most examples do, so the 2C case is the rule, not a corner.
+    rng = np.random.default_rng(0)
+    shared_examples = total = 0
+    for _ in range(200):
+        b = rng.binomial(3500, 64 / 3500)
+        slots = np.bincount(rng.integers(0, 64, b), minlength=64)
+        shared_examples += int(slots[slots > 1].sum())
+        total += b
+    assert 0.55 < shared_examples / total < 0.7
+
+
 def test_ghost_clipping_equals_explicit_per_example_clipping():
     tf.keras.utils.set_random_seed(1)
     head = build_classifier_head(16)

@@ -23,7 +23,10 @@ class AttackConfig(Settings):
         "the attacker's public digits: 'held-out' (validation + half the test split, never trained on) or a path "
         "to an .npz of digits disjoint from training"))
     victims: int = Field(8, ge=1, description=(
-        "victims per group: this many training members and as many held-out non-members"))
+        "victims per group: this many held-out non-members and, with members, as many training members"))
+    members: bool = Field(True, description=(
+        "attack training members too, for the member - non-member gap (an audit figure); false: held-out "
+        "non-members only, as a sweep must (its selection may not read statistics of the training split)"))
     estimate: str = Field("elite-mean", description=(
         "the reconstruction reported: 'elite-mean' (mean image of the last iteration's n_best candidates, a "
         "posterior-mean estimate) or 'best' (the single best-scoring candidate)"),

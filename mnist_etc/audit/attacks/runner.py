@@ -1,7 +1,7 @@
 """Run a registered attack on a model's scores and measure what it recovers beyond the label.
 
-Victims come from both groups: `victims` training members and `victims` held-out non-members (see
-`public_data`). For each victim the target's scores are the only thing the attack sees. The result holds
+Victims are `victims` held-out non-members (see `public_data`) and, unless `members` is false, as many training
+members (the member - non-member gap is an audit figure; a sweep attacks non-members only). For each victim the target's scores are the only thing the attack sees. The result holds
 the reconstructions, two baselines (the label-only public class mean, the headline's reference; and the
 attacker's prior decoded from random codes, the no-information floor) and the scores of all three.
 
@@ -31,28 +31,29 @@ from mnist_etc.audit.public_models import EVALUATOR, public_autoencoder
 
 @dataclass
 class Victims:
-    x: np.ndarray             # [2V, 28, 28, 1]: V members first, then V non-members
-    labels: np.ndarray        # [2V] true labels
-    member: np.ndarray        # [2V] bool
-    index: np.ndarray         # [2V] index into x_train (members) or x_test (non-members)
+    x: np.ndarray             # [M + V, 28, 28, 1]: the M members (V or 0) first, then V non-members
+    labels: np.ndarray        # true labels
+    member: np.ndarray        # bool
+    index: np.ndarray         # index into x_train (members) or x_test (non-members)
 
 
-def choose_victims(split: DataSplit, n: int, seed: int) -> Victims:
+def choose_victims(split: DataSplit, n: int, seed: int, members: bool = True) -> Victims:
     pool = nonmember_pool(split)
     if n > split.n_train or n > len(pool):
         raise UserError(f"victims must not exceed the {min(split.n_train, len(pool))} digits available per group "
                         f"({split.n_train} training members, {len(pool)} held-out non-members), got {n}.")
     rng = np.random.default_rng(seed)
-    members = np.sort(rng.choice(split.n_train, n, replace=False))
+    drawn = np.sort(rng.choice(split.n_train, n, replace=False))   # drawn either way: non-members stay the same
+    members = drawn if members else drawn[:0]
     non = np.sort(rng.choice(pool, n, replace=False))
     return Victims(np.concatenate([split.x_train[members], split.x_test[non]]),
                    np.concatenate([split.y_train[members], split.y_test[non]]),
-                   np.repeat([True, False], n), np.concatenate([members, non]))
+                   np.repeat([True, False], [len(members), n]), np.concatenate([members, non]))
 
 
 def check_attack_inputs(split: DataSplit, cfg: AttackConfig) -> PublicDigits:
     """Everything about the attack that can be refused before any training or server starts."""
-    choose_victims(split, cfg.victims, cfg.seed)
+    choose_victims(split, cfg.victims, cfg.seed, cfg.members)
     return public_digits(split, cfg.public_data)
 
 
@@ -90,19 +91,22 @@ def _group_figures(scores: dict[str, np.ndarray], member: np.ndarray, seed: int)
     out: dict[str, float] = {}
     excess = scores["excess_cosine"]
     out["excess_cosine"], out["excess_cosine_low"], out["excess_cosine_high"] = bootstrap_mean(excess, seed)
-    for group, mask in (("member", member), ("nonmember", ~member)):
+    groups = (("member", member), ("nonmember", ~member)) if member.any() else (("nonmember", ~member),)
+    for group, mask in groups:
         out[f"{group}_excess_cosine"], out[f"{group}_excess_cosine_low"], out[f"{group}_excess_cosine_high"] = \
             bootstrap_mean(excess[mask], seed + 1)
         out[f"{group}_direct_cosine"] = float(np.mean(scores["direct_cosine"][mask]))
-    out["member_gap"], out["member_gap_low"], out["member_gap_high"] = \
-        bootstrap_difference(excess[member], excess[~member], seed + 2)
+    if member.any():
+        out["member_gap"], out["member_gap_low"], out["member_gap_high"] = \
+            bootstrap_difference(excess[member], excess[~member], seed + 2)
     return out
 
 
 def attack_model(nets: Networks | None, split: DataSplit, cfg: AttackConfig, progress: bool = True,
                  score: Score | None = None, cache_dir: Path | None = None) -> AttackResult:
-    """Attack `cfg.victims` members and as many non-members; `score` defaults to the in-process target."""
-    victims = choose_victims(split, cfg.victims, cfg.seed)
+    """Attack `cfg.victims` non-members (and as many members unless `cfg.members` is false); `score` defaults to
+    the in-process target."""
+    victims = choose_victims(split, cfg.victims, cfg.seed, cfg.members)
     public = public_digits(split, cfg.public_data)
     if score is None:
         if nets is None:
