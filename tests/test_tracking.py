@@ -302,3 +302,26 @@ def test_every_verb_resolves_references_and_uris_before_anything_starts(store, t
     assert "prefect" not in (done.stdout + done.stderr).lower()
     assert seconds < 15, f"{seconds:.1f} s: something heavy ran before the check"
     assert not (tmp_path / "artifacts").exists() and not list(store["root"].glob("mlruns"))
+
+
+def test_the_ledger_verb_reads_the_default_store_and_creates_none(store, tmp_path):
+    """`mnist-etc ledger models:/...` with no tracking URI reads the project's store (artifacts/mlflow.db of the
+    working directory): absent, it says so and creates no database there, neither the project's nor MLflow's own
+    default (./mlflow.db); present, a champion without a ledger is one sentence too."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-m", "mnist_etc_cli.main", "ledger", "models:/digits@champion"],
+                          cwd=work, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "there is no MLflow tracking store at" in done.stderr, done.stderr
+    assert sorted(p.name for p in work.iterdir()) == []
+    (work / "artifacts").mkdir()
+    (work / "artifacts" / "mlflow.db").symlink_to(store["root"] / "mlflow.db")   # the project's default store
+    done = subprocess.run([sys.executable, "-m", "mnist_etc_cli.main", "ledger", "models:/digits@champion"],
+                          cwd=work, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "has no privacy_ledger.json" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["artifacts"]

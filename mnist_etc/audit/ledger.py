@@ -28,7 +28,7 @@ def canary_entry(canary: dict[str, Any], cfg: Any, orders: list[float]) -> Entry
 def statistics_entry(record: dict[str, Any]) -> Entry:
     """The audit's figures computed on training members without noise: the membership AUC and the served attack's
     member - non-member gap (the gates' figures), and the verdict that depends on them."""
-    return Entry("membership AUC, member - non-member gap and the verdict of the audit", "statistic of members",
+    return Entry("the audit's membership AUC, member gap and verdict", "statistic of members",
                  math.inf, 0.0, "none: computed on training members without noise",
                  published="audit report, MLflow run privacy-audit, Prefect artifacts")
 
@@ -89,9 +89,11 @@ def model_ledger(model: str, tracking_uri: str | None = None) -> Ledger:
 
     from mnist_etc.dp.ledger import LEDGER_FILE, read_ledger
     from mnist_etc.errors import UserError
+    from mnist_etc.tracking.layout import tracking_uri_or_default
     from mnist_etc.tracking.registry import check_model_reference, fetch_run_file
 
     if model.startswith(("models:/", "runs:/")):
+        tracking_uri = tracking_uri_or_default(tracking_uri)
         ref = check_model_reference(model, tracking_uri)
         with tempfile.TemporaryDirectory(prefix="mnist-etc-ledger-") as tmp:
             found = fetch_run_file(ref.run_id, LEDGER_FILE, tracking_uri, Path(tmp))

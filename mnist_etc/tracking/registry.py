@@ -217,11 +217,17 @@ def check_model_reference(uri: object, tracking_uri: str | None = None) -> Model
 def fetch_run_file(run_id: str, name: str, tracking_uri: str | None, dst_dir: Path) -> Path | None:
     """The file `name` at the top of run `run_id`'s artifacts, downloaded into `dst_dir`; None when it has none
     (a champion of a sweep from before the privacy ledger)."""
+    from mlflow.exceptions import MlflowException
+
     client = _client(tracking_uri)
-    if name not in {a.path for a in client.list_artifacts(run_id)}:
-        return None
-    Path(dst_dir).mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(run_id, name, str(dst_dir)))
+    try:
+        if name not in {a.path for a in client.list_artifacts(run_id)}:
+            return None
+        Path(dst_dir).mkdir(parents=True, exist_ok=True)
+        return Path(client.download_artifacts(run_id, name, str(dst_dir)))
+    except MlflowException as exc:
+        raise UserError(f"MLflow run {run_id} in {redacted(tracking_uri or 'the default store')}: "
+                        f"{str(exc).splitlines()[0][:200]}") from None
 
 
 def replace_run_file(run_id: str, path: Path, tracking_uri: str | None) -> None:

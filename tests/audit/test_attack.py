@@ -217,5 +217,5 @@ def test_the_readmes_grids_publish_no_training_digit():
     held_out = {to_uint8(x).tobytes() for x in load_split(DataConfig()).x_test}
     for name in ("attack_grid_dpae_public_prior.png", "attack_grid_dpae_own_decoder.png", "pipeline_audit_grid.png"):
         shown = grid_digits(docs / name)
-        assert len(shown) == 10 and not set(shown) & train, name
+        assert len(shown) >= 10 and not set(shown) & train, name
         assert set(shown) <= held_out, name   # the check can see digits: these are the held-out victims
