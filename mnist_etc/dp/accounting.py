@@ -98,7 +98,8 @@ class PrivacyReport:
                 f"PLD accounting of Poisson-sampled DP-SGD (RDP bound {self.epsilon_rdp:.3g}; autoencoder eps "
                 f"{self.ae_epsilon:.3g}, classifier eps {self.clf_epsilon:.3g})")
         if self.microbatches is not None:
-            text += (f"; {self.microbatches} microbatches ({self.microbatch_size:g} examples each on average, dealt at "
+            each = f"{self.microbatch_size:g} example{'' if self.microbatch_size == 1 else 's'}"
+            text += (f"; {self.microbatches} microbatches ({each} each on average, dealt at "
                      f"random to Poisson-sampled batches, so two can share one) move a clipped gradient by up to 2C, "
                      f"so the accountant used noise multipliers {self.ae_effective_noise:g} (autoencoder) / "
                      f"{self.clf_effective_noise:g} (classifier), half the configured ones")
