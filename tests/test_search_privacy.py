@@ -122,3 +122,21 @@ def test_the_ledger_composes_what_was_released_and_flags_statistics_of_members(t
     assert ledger.totals()["with_statistics"]["epsilon"] == "inf" and "not private" in render_ledger(ledger)
     again = read_ledger(write_ledger(ledger, tmp_path / "privacy_ledger.json"))
     assert again.totals() == ledger.totals() and len(again.entries) == 4
+
+
+def test_a_private_random_search_does_not_continue_another_search(tmp_path):
+    """K independent draws cannot include trials an earlier (adaptive) search chose: resuming such a study as a
+    private random search is refused with one sentence."""
+    import optuna
+
+    from mnist_etc.sweep.orchestrator import DRAWN_ATTR, drawn_trial_count
+
+    s = space()
+    study = optuna.create_study(directions=s.directions)
+    assert drawn_trial_count(study, s.replace(sampler={"name": "tpe", "seed": 0})) is None
+    k = drawn_trial_count(study, s)
+    assert k >= 1 and study.user_attrs[DRAWN_ATTR] == k and drawn_trial_count(study, s) == k   # kept on resume
+    other = optuna.create_study(directions=s.directions)
+    other.add_trial(optuna.trial.create_trial(values=[0.5, 0.1]))
+    with pytest.raises(UserError, match="already holds 1 trial\\(s\\) of a search that was not a private random"):
+        drawn_trial_count(other, s)

@@ -249,6 +249,11 @@ def drawn_trial_count(study: Any, space: SearchSpace) -> int | None:
         return None
     drawn = study.user_attrs.get(DRAWN_ATTR)
     if drawn is None:
+        earlier = len(study.get_trials(deepcopy=False))
+        if earlier:   # trials chosen by another search: the K runs would not be independent draws
+            raise UserError(f"study {space.study!r} already holds {earlier} trial(s) of a search that was not a "
+                            f"private random search; a private random search starts a study of its own: pass "
+                            f"--study with a new name (or set search_accounting: none).")
         import secrets
 
         import numpy as np
