@@ -290,15 +290,14 @@ class SearchSpace(Settings):
     def _non_members_only(cls, value: Any) -> Any:
         # What a trial measures steers the sampler and the winner policy, and is published per trial: a
         # statistic of training members there would be a non-private release the accounting never saw.
-        if isinstance(value, dict):
-            if value.get("members") is True:
-                raise ValueError("attack.members must be false in a sweep: its selection may not read statistics "
-                                 "of the training split (the member - non-member gap is the audit's, "
-                                 "'mnist-etc audit'); drop it.")
-            return {**value, "members": False}
-        if isinstance(value, AttackConfig) and value.members:
-            return value.replace(members=False)
-        return value
+        members = value.get("members") if isinstance(value, dict) else getattr(value, "members", None)
+        if members is True and not (isinstance(value, AttackConfig) and "members" not in value.model_fields_set):
+            raise ValueError("attack.members must be false in a sweep: its selection may not read statistics "
+                             "of the training split (the member - non-member gap is the audit's, "
+                             "'mnist-etc audit'); drop it.")
+        if isinstance(value, AttackConfig):
+            return value.replace(members=False)   # an attack built without saying: the sweep's own default
+        return {**value, "members": False} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _sampler_fits(self) -> "SearchSpace":
