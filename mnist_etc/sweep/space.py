@@ -292,7 +292,7 @@ class SearchSpace(Settings):
         # statistic of training members there would be a non-private release the accounting never saw.
         members = value.get("members") if isinstance(value, dict) else getattr(value, "members", None)
         if members is True and not (isinstance(value, AttackConfig) and "members" not in value.model_fields_set):
-            raise ValueError("attack.members must be false in a sweep: its selection may not read statistics "
+            raise ValueError("members must be false in a sweep: its selection may not read statistics "
                              "of the training split (the member - non-member gap is the audit's, "
                              "'mnist-etc audit'); drop it.")
         if isinstance(value, AttackConfig):
