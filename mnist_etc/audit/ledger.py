@@ -1,6 +1,6 @@
 """A model's privacy ledger (`mnist_etc.dp.ledger`) where it is kept, and what an audit adds to it: its canary
-run, a second DP training on the same digits whose outputs are published, and the statistics of members it
-publishes.
+run (a second training on the same digits; what it publishes depends on them only when microbatches clip canaries
+together with real examples), and the statistics of members it publishes.
 
     ledger = model_ledger("models:/mnist-etc-smoke@champion")     # or a folder, a winner.json, a ledger file
     print(render_ledger(ledger))                                   # what `mnist-etc ledger MODEL` prints
@@ -14,14 +14,23 @@ from mnist_etc.dp.ledger import Entry, Ledger
 
 
 def canary_entry(canary: dict[str, Any], cfg: Any, orders: list[float]) -> Entry:
-    """The canary audit's training: the model's configuration on the training split plus the included canaries."""
+    """The canary audit's training: the model's configuration on the training split again. What it publishes is
+    the canaries' scores and the bounds. With per-example clipping those are a function of the canaries and fresh
+    randomness only (each canary on a coordinate no real example's gradient touches, `mnist_etc.audit.canary`):
+    the run costs the training data nothing. With microbatches a canary is clipped together with real examples,
+    so the scores are outputs of a second DP training on the same digits: its epsilon composes."""
     from mnist_etc.dp.accounting import training_events
     from mnist_etc.dp.private_selection import trial_rdp
 
     n = int(canary["accounted_n_train"])
+    label = f"canary audit run ({canary['canaries']} canaries, {n} examples)"
+    if canary.get("scores_depend_on_training_data") is False:
+        return Entry(label, "canary audit", 0.0, 0.0, "none needed: the published scores do not depend on any "
+                     "training example", rdp=[0.0 for _ in orders],
+                     published="audit report: epsilon_lb, canary scores (functions of the canaries only)")
     curve = trial_rdp(training_events(cfg, n), orders)
-    return Entry(f"canary audit run ({canary['canaries']} canaries, {n} examples)", "canary audit",
-                 float(canary["accounted_epsilon"]), cfg.delta, "PLD", rdp=[float(v) for v in curve],
+    return Entry(label, "canary audit", float(canary["accounted_epsilon"]), cfg.delta, "PLD",
+                 rdp=[float(v) for v in curve],
                  published="audit report: epsilon_lb, canary scores (outputs of this DP run)")
 
 

@@ -28,8 +28,10 @@ Clipping paths:
 Microbatches take the per-example gradients of the layerwise or vectorised path, average them per microbatch
 and clip the means. `clipping_path` picks the fastest path that applies.
 
-Gradient canaries (`GradientCanaries`, for the one-run audit in `mnist_etc.audit.canary`) are examples given
-by their gradient: they are sampled, assigned to microbatches, clipped and noised exactly as the real ones.
+Gradient canaries (`CanaryBlock`, for the one-run audit in `mnist_etc.audit.canary`) are examples given by
+their gradient, on a block of coordinates of their own that the loss never reads: they are sampled at the
+real examples' rate, assigned to microbatches, clipped and noised as the real ones, and every step's noisy
+clipped sum on the block is handed to the auditor (white-box, every iterate).
 
 The randomness the guarantee rests on (sampling, microbatch assignment, noise) comes from `dp_rng`: a
 generator seeded from 128 bits of OS entropy unless the caller passes the loudly named insecure seed.
@@ -132,16 +134,16 @@ def clip_and_sum(grads: list[tf.Tensor], clip: float) -> list[tf.Tensor]:
 
 
 def clipped_sum_microbatches(grads: list[tf.Tensor], assignment: tf.Tensor, microbatches: int, clip: float,
-                             extra_sums: list[tf.Tensor] | None = None,
-                             extra_counts: tf.Tensor | None = None) -> list[tf.Tensor]:
+                             block: tf.Tensor | None = None, block_counts: tf.Tensor | None = None) -> list[tf.Tensor]:
     """Sum over microbatches of each microbatch's mean gradient clipped to `clip`; empty ones add 0. `grads` are
-    per-example gradients. `extra_sums` ([microbatches, *shape] per variable) and `extra_counts` add gradient
-    canaries to the microbatches before their means are taken and clipped."""
+    per-example gradients. `block` ([microbatches, k]: the sampled gradient canaries' sums on their own
+    coordinates, `CanaryBlock`) and `block_counts` (canaries per microbatch) join the microbatches before their
+    means are taken and clipped; the block's clipped sum [k] is then returned last."""
     counts = tf.math.unsorted_segment_sum(tf.ones_like(assignment, tf.float32), assignment, microbatches)
     sums = [tf.math.unsorted_segment_sum(g, assignment, microbatches) for g in grads]
-    if extra_sums is not None:
-        counts = counts + extra_counts
-        sums = [s + e for s, e in zip(sums, extra_sums)]
+    if block is not None:
+        counts = counts + block_counts
+        sums = sums + [block]
     means = [s / tf.reshape(tf.maximum(counts, 1.0), [-1] + [1] * (len(s.shape) - 1)) for s in sums]
     sq = tf.add_n([tf.reduce_sum(tf.reshape(m * m, [microbatches, -1]), axis=1) for m in means])
     c = _clip_factors(sq, clip)
@@ -160,25 +162,23 @@ def clipped_sum_ghost_dense(dense: tf.keras.layers.Dense, x: tf.Tensor, y: tf.Te
 
 
 @dataclass(frozen=True)
-class GradientCanaries:
-    """Examples given by their gradient (white-box audit canaries, Steinke et al. 2023, section 6): canary i's
-    gradient is `norm * sign[i]` at flat coordinate `index[i]` of the concatenated trainable variables and 0
-    elsewhere, whatever the model's weights. They join the training set: sampled with the real examples, put in
-    microbatches, clipped, noised."""
+class CanaryBlock:
+    """The one-run audit's gradient canaries (Steinke, Nasr, Jagielski 2023, section 6: Dirac gradient canaries)
+    on an m-coordinate block appended to the model's parameters, a block the loss never reads: canary i is an
+    example whose gradient is `norm` times the i-th unit vector of the block, so real examples have gradient 0
+    there and a canary has gradient 0 on the model's weights. The included canaries are examples of the
+    training set: each step samples them at the real examples' rate q (each is one more example, whose
+    guarantee the accountant's (q, sigma, steps) describe), deals them to microbatches, clips and noises them
+    with the real ones. Every step, the block's noisy clipped sum in units of C goes to `observe` (the auditor
+    sees every iterate); the block is never applied to the model."""
 
-    index: np.ndarray   # [k] flat coordinates
-    sign: np.ndarray    # [k] +1 or -1
-    norm: float
+    included: np.ndarray                      # [m] bool: which canaries are in the training set
+    norm: float                               # each canary's gradient norm before clipping
+    observe: Callable[[np.ndarray], None]     # receives the [m] noisy clipped block sum / C of each step
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def flat_sum(self, chosen: np.ndarray, size: int, clip: float | None) -> np.ndarray:
-        """The sum of the chosen canaries' gradients, each clipped to `clip` (None: unclipped), as a flat vector."""
-        scale = self.norm if clip is None else min(self.norm, clip)
-        out = np.zeros(size, np.float64)
-        np.add.at(out, self.index[chosen], scale * self.sign[chosen])
-        return out
+    @property
+    def m(self) -> int:
+        return len(self.included)
 
 
 def split_flat(flat: np.ndarray, variables: list[tf.Variable]) -> list[np.ndarray]:
@@ -204,11 +204,11 @@ class DPSGD:
     microbatches: int | None
     rng: np.random.Generator
     path: str = "vectorised"           # or "layerwise", "ghost", "registry": see `clipping_path`
-    canaries: GradientCanaries | None = None   # the one-run audit's gradient canaries that are in the training set
+    canaries: CanaryBlock | None = None   # the one-run audit's gradient canaries (on a block of their own)
 
     @classmethod
     def from_config(cls, model: tf.keras.Model, loss: PerExampleLoss, cfg: TrainConfig, stage: str,
-                    rng: np.random.Generator, canaries: GradientCanaries | None = None,
+                    rng: np.random.Generator, canaries: CanaryBlock | None = None,
                     noise_scale: float = 1.0) -> "DPSGD":
         """One stage's DP-SGD as the training settings describe it (what the accountant accounts): that stage's
         noise multiplier and Adam learning rate, the clip, batch size and microbatches, on the fastest clipping
@@ -248,7 +248,7 @@ class DPSGD:
     def divisor(self) -> int:
         return self.microbatches if self.microbatches is not None else self.batch_size
 
-    def _clipped_sum(self, x, y, assignment, extra_sums=None, extra_counts=None):
+    def _clipped_sum(self, x, y, assignment, block=None, block_counts=None):
         if self.path == "ghost":
             return clipped_sum_ghost_dense(self._dense, x, y, self.l2_norm_clip)
         if self.path == "registry":
@@ -260,14 +260,17 @@ class DPSGD:
         else:
             grads = per_example_grads(self.model, self.loss, x, y)
         if self.microbatches is not None:
-            return clipped_sum_microbatches(grads, assignment, self.microbatches, self.l2_norm_clip, extra_sums,
-                                            extra_counts)
+            return clipped_sum_microbatches(grads, assignment, self.microbatches, self.l2_norm_clip, block,
+                                            block_counts)
         return clip_and_sum(grads, self.l2_norm_clip)
 
-    def _noisy_update(self, x, y, assignment, noise, extra_sums=None, extra_counts=None):
-        sums = self._clipped_sum(x, y, assignment, extra_sums, extra_counts)
+    def _noisy_update(self, x, y, assignment, noise, block=None, block_counts=None):
+        sums = self._clipped_sum(x, y, assignment, block, block_counts)
+        if block is not None:
+            sums, block_sum = sums[:-1], sums[-1]
         grads = [(g + n) / self.divisor for g, n in zip(sums, noise)]
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return block_sum if block is not None else tf.constant(0.0)
 
     def sample(self, n: int) -> np.ndarray:
         """Poisson sampling: each of the n examples independently with probability batch_size / n."""
@@ -282,44 +285,58 @@ class DPSGD:
             return [np.zeros(v.shape, np.float32) for v in self.model.trainable_variables]
         return [t.numpy() for t in self._sum(x, y, self._assignment(len(x)))]
 
+    def gaussian(self, shape: tuple[int, ...]) -> np.ndarray:
+        """N(0, (sigma C)^2) per coordinate: the noise of every coordinate, the canary block's included."""
+        return self.l2_norm_clip * self.noise_multiplier * self.rng.standard_normal(shape)
+
     def noise(self) -> list[np.ndarray]:
-        std = self.l2_norm_clip * self.noise_multiplier
-        return [(std * self.rng.standard_normal(v.shape)).astype(np.float32) for v in self.model.trainable_variables]
+        return [self.gaussian(tuple(v.shape)).astype(np.float32) for v in self.model.trainable_variables]
 
     def step(self, x_all: np.ndarray, y_all: np.ndarray) -> None:
-        n_canaries = len(self.canaries) if self.canaries is not None else 0
-        sampled = self.sample(len(x_all) + n_canaries)
-        idx, chosen = sampled[sampled < len(x_all)], sampled[sampled >= len(x_all)] - len(x_all)
-        self.batch_sizes.append(len(sampled))
+        idx = self.sample(len(x_all))
+        chosen = self._sample_canaries(len(x_all))
+        self.batch_sizes.append(len(idx) + len(chosen))
         noise = self.noise()
-        extra_sums = extra_counts = None
-        if len(chosen):
-            noise, extra_sums, extra_counts = self._add_canaries(chosen, noise, real=len(idx) > 0)
+        block = block_counts = None
+        if len(chosen) and self.microbatches is not None:
+            where = self._assignment(len(chosen))
+            block = np.zeros((self.microbatches, len(chosen)), np.float32)
+            block[where, np.arange(len(chosen))] = self.canaries.norm
+            block_counts = np.bincount(where, minlength=self.microbatches).astype(np.float32)
         if len(idx) == 0:  # no real example sampled: noise (and canaries) alone, divided by the expected size
             self.optimizer.apply_gradients(zip([tf.constant(n / self.divisor) for n in noise],
                                                self.model.trainable_variables))
-            return
-        if extra_sums is None:
+            block_sum = None if block is None else _clip_microbatch_block(block, block_counts, self.l2_norm_clip)
+        elif block is None:
             self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise)
+            block_sum = None
         else:
-            self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise, extra_sums, extra_counts)
+            block_sum = self._update(x_all[idx], y_all[idx], self._assignment(len(idx)), noise, block,
+                                     block_counts).numpy()
+        if self.canaries is not None:
+            self._observe_canaries(chosen, block_sum)
 
-    def _add_canaries(self, chosen: np.ndarray, noise: list[np.ndarray], real: bool):
-        """Sampled gradient canaries: per-example clipping adds each clipped canary to the sum (as the noise is
-        added); microbatches take them in before their means are clipped."""
-        variables = self.model.trainable_variables
-        size = sum(int(np.prod(v.shape)) for v in variables)
-        if self.microbatches is None:
-            flat = self.canaries.flat_sum(chosen, size, self.l2_norm_clip)
-            return [n + c for n, c in zip(noise, split_flat(flat, variables))], None, None
-        where = self._assignment(len(chosen))
-        sums = np.stack([self.canaries.flat_sum(chosen[where == mb], size, None)
-                         for mb in range(self.microbatches)])
-        counts = np.bincount(where, minlength=self.microbatches).astype(np.float32)
-        if real:
-            return noise, split_flat(sums, variables), counts
-        # canaries alone: clip each microbatch's mean here
-        means = sums / np.maximum(counts, 1.0)[:, None]
-        norms = np.linalg.norm(means, axis=1)
-        clipped = (means * np.minimum(1.0, self.l2_norm_clip / np.maximum(norms, 1e-12))[:, None]).sum(axis=0)
-        return [n + c for n, c in zip(noise, split_flat(clipped, variables))], None, None
+    def _sample_canaries(self, n_real: int) -> np.ndarray:
+        """The included canaries this step samples, each with the real examples' probability B / n."""
+        if self.canaries is None:
+            return np.zeros(0, int)
+        members = np.flatnonzero(self.canaries.included)
+        return members[self.rng.random(len(members)) < min(1.0, self.batch_size / n_real)]
+
+    def _observe_canaries(self, chosen: np.ndarray, block_sum: np.ndarray | None) -> None:
+        """The block's noisy clipped sum, in units of C, to the auditor. Per-example clipping: a canary's
+        gradient is its own example's, clipped to C whatever the real examples are. Microbatches: `block_sum`,
+        clipped with the real examples of each microbatch."""
+        total = np.zeros(self.canaries.m)
+        if block_sum is None:
+            total[chosen] = min(self.canaries.norm, self.l2_norm_clip)
+        else:
+            total[chosen] = block_sum
+        self.canaries.observe((total + self.gaussian((self.canaries.m,))) / self.l2_norm_clip)
+
+
+def _clip_microbatch_block(block: np.ndarray, counts: np.ndarray, clip: float) -> np.ndarray:
+    """A step that sampled canaries and no real example: each microbatch's mean of canaries clipped to C, summed."""
+    means = block / np.maximum(counts, 1.0)[:, None]
+    norms = np.linalg.norm(means, axis=1)
+    return (means * np.minimum(1.0, clip / np.maximum(norms, 1e-12))[:, None]).sum(axis=0)
