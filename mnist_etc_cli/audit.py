@@ -52,11 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("audit-dp", help="one-run canary audit: a lower bound on epsilon beside the accounted one",
                        description=(
         "Train the model's configuration once more (same stages, epochs, batch size, Poisson sampling, "
-        "microbatches, clipping and noise) with --canaries gradient canaries, each in the training set with "
-        "probability 1/2; score them from the trained weights; turn the correct in/out guesses into epsilon_lb "
-        "at --confidence with the bound of Steinke, Nasr and Jagielski (NeurIPS 2023). Prints epsilon_lb beside "
-        "the accounted epsilon and writes artifacts/audits-dp/<UTC time>/. Exits 1 when epsilon_lb exceeds the "
-        "accounted epsilon: that is an accounting or DP-SGD bug. Needs no server."))
+        "microbatches, clipping and noise) with --canaries white-box gradient canaries on coordinates of their own, "
+        "each in the training set with probability 1/2, scored from every step; the guesses are planned on a "
+        "simulation of the accounted mechanism first. Prints epsilon_lb (the f-DP one-run bound, Mahloujifar et al. "
+        "2025; Steinke, Nasr and Jagielski's beside it) against the model's accounted epsilon, and what a correct "
+        "implementation reaches with these canaries; writes artifacts/audits-dp/<UTC time>/. Exits 1 when the "
+        "observation contradicts the accounting (epsilon_lb above the accounted epsilon, or the accounted "
+        "trade-off curve rejected): that is an accounting or DP-SGD bug. Needs no server."))
     add_model_source_options(d, "model")
     canary = add_settings_options(d, CanaryAuditConfig, title="canary audit")
     d.add_argument("--out-dir", type=Path, default=AUDITS_DP_DIR, help="where the report goes (default %(default)s)")
@@ -109,9 +111,12 @@ def cmd_audit_dp(args: argparse.Namespace) -> int:
     rec = run_canary_audit(stored.config, load_split(stored.data_config), cfg, progress=not args.no_progress)
     rec["model_path"], rec["model_epsilon"] = str(stored.path), stored.record["privacy"].get("epsilon")
     out = save_canary_audit(rec, args.out_dir / audit_dir_name())
-    print(f"epsilon_lb {rec['epsilon_lb']:.3f}   accounted epsilon {rec['accounted_epsilon']:.3f} (audit run; "
-          f"model {float(stored.record['privacy']['epsilon']):.3f})   canaries {rec['canaries']}   "
-          f"{rec['seconds']:.0f} s")
+    frac = rec["fraction_of_accounted"]
+    print(f"epsilon_lb {rec['epsilon_lb']:.3f}   accounted epsilon {rec['accounted_epsilon']:.3f}"
+          + (f"   epsilon_lb / accounted {frac:.2f}" if frac is not None else "")
+          + (f"   a correct implementation reaches {rec['expected_epsilon_lb']:.3f}"
+             if rec["expected_epsilon_lb"] is not None else "")
+          + f"   canaries {rec['canaries']}   {rec['seconds']:.0f} s")
     print(describe(rec))
     print(f"report: {out}/report.md")
     return 0 if rec["consistent"] else 1

@@ -5,7 +5,8 @@ against the model's accounted guarantee.
     >>> rec["epsilon_lb"], rec["accounted_epsilon"], rec["rejects_accounted"]
 
 1. Plan, before any canary is looked at (`plan_audit`): simulate the claimed mechanism (`score.simulate`) on
-   m canaries (twice), pick the numbers of guesses (k "in", and 0 or k "out") that give the highest f-DP bound there, then on fresh
+   m canaries (twice), pick, among the numbers of guesses (k "in", and 0 or k "out") whose all-right bound
+   exceeds the accounted epsilon by CAP_MARGIN (so that a bug could show), those that give the highest f-DP bound there, then on fresh
    simulations read what a correct implementation reaches with them (`expected_epsilon_lb`, the cap this
    audit can be held to at m canaries) and whether the audit catches noise mis-scaled by 2x (`catches_2x`).
    The simulation is of per-example clipping at the configured noise. With microbatches the accountant claims
@@ -46,6 +47,7 @@ DESIGN = ("white-box gradient canaries on coordinates of their own (never read b
 GUESS_FRACTIONS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)   # k / m tried by the plan
 BUG_NOISE_SCALE = 0.5   # the error the audit must be able to catch: noise half of what is accounted
 PLANNING_RUNS = 2       # simulations the guess counts are chosen on
+CAP_MARGIN = 1.25       # guess counts whose all-right bound is below this x accounted epsilon are not planned
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def _judge(scores: np.ndarray, included: np.ndarray, k: tuple[int, int], delta: 
     return r, v, fdp_epsilon_lower_bound(m, r, v, delta, confidence), rejects_curve(m, r, v, confidence, curve)
 
 
-def plan_audit(cfg: TrainConfig, n_train: int, audit: CanaryAuditConfig, curve) -> AuditPlan:
+def plan_audit(cfg: TrainConfig, n_train: int, audit: CanaryAuditConfig, curve, accounted: float) -> AuditPlan:
     """Choose k on a simulation of the claimed mechanism; measure the plan on two fresh ones (module doc)."""
     claims = claimed_stages(cfg, n_train)
     m = audit.canaries
@@ -72,6 +74,10 @@ def plan_audit(cfg: TrainConfig, n_train: int, audit: CanaryAuditConfig, curve) 
     ks = [(k, out) for k in sizes for out in (0, k)]
     if curve is None:   # not private: nothing to reject, and an included canary is seen exactly
         return AuditPlan(sizes[-1], sizes[-1], None, None, None, {})
+    # Only guess counts whose all-right bound clears the accounted epsilon with room: with fewer guesses not even
+    # a training with far less noise than accounted could show more than the accounting (nothing to catch).
+    reach = {k: fdp_epsilon_lower_bound(m, sum(k), sum(k), cfg.delta, audit.confidence) for k in ks}
+    ks = [k for k in ks if reach[k] >= CAP_MARGIN * accounted] or [max(ks, key=sum)]
     rng = np.random.default_rng([audit.seed, 0x9A1])
     included = rng.random(m) < 0.5
     # the mean over PLANNING_RUNS simulations: one alone favours few guesses that happened to be right
@@ -96,7 +102,7 @@ def run_canary_audit(cfg: TrainConfig, split: DataSplit, audit: CanaryAuditConfi
     n = split.n_train
     accounted = privacy_report(cfg, n).epsilon
     curve = trade_off_curve(training_events(cfg, n))
-    plan = plan_audit(cfg, n, audit, curve)
+    plan = plan_audit(cfg, n, audit, curve, accounted)
     included = np.random.default_rng([audit.seed, 0xCA7A]).random(audit.canaries) < audit.inclusion
     scorer = LikelihoodRatioScores(audit.canaries, claimed_stages(cfg, n))
     train_with_canaries(cfg, split, included, scorer.observe, progress=progress, train_noise_scale=train_noise_scale)
