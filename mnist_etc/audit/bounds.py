@@ -192,6 +192,24 @@ def _log_ratio(numerator: float, denominator: float) -> float:
     return math.log(numerator) - math.log(denominator)
 
 
+def pure_dp_max_auc(epsilon: float) -> float:
+    """The largest membership AUC any pure epsilon-DP mechanism allows: e^eps / (1 + e^eps).
+
+    The best ROC under (eps, 0)-DP is TPR = 1 - f(FPR) with f(a) = max(0, 1 - e^eps a, e^-eps (1 - a))
+    (Kairouz, Oh, Viswanath 2015): TPR = e^eps a up to a* = 1 / (1 + e^eps), then 1 - e^-eps (1 - a).
+    Integrating: e^eps a*^2 / 2 + (1 - a*) - e^-eps (1 - a*)^2 / 2 = e^eps / (1 + e^eps)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or math.isnan(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be a number >= 0 (math.inf for no privacy), got {epsilon!r}.")
+    return float(special.expit(epsilon))
+
+
+def pure_dp_epsilon_for_auc(auc: float) -> float:
+    """The epsilon whose pure-DP maximum AUC is `auc` (the inverse of `pure_dp_max_auc`): log(auc / (1 - auc))."""
+    if isinstance(auc, bool) or not isinstance(auc, numbers.Real) or not 0.5 <= auc < 1.0:
+        raise ValueError(f"auc must be a number in [0.5, 1), got {auc!r}.")
+    return float(special.logit(auc))
+
+
 # --------------------------------------------------------------------------------- Gaussian DP (mu-GDP)
 
 def gdp_delta(mu: float, epsilon: float) -> float:

@@ -14,18 +14,19 @@ def epsilon_of(record: dict[str, Any]) -> float:
         return math.inf
 
 
-def comparable_excess(previous: Any, attack: str) -> float | None:
-    """The served excess cosine of an earlier audit record, or None when it has no comparable figure (an
-    old-format record measured raw cosine with another attack API; another attacker measures something else)."""
+def comparable_excess(previous: Any, attack: str) -> tuple[float, float, float] | None:
+    """The served excess cosine of an earlier audit record with its 95% interval, or None when it has no
+    comparable figure (an old-format record measured raw cosine with another attack API, or has no interval;
+    another attacker measures something else)."""
     served = previous.get("served_attack") if isinstance(previous, dict) else None
     summary = served.get("summary") if isinstance(served, dict) else None
     if not isinstance(summary, dict) or served.get("attack") != attack:
         return None
     try:
-        value = float(summary["excess_cosine"])
+        values = tuple(float(summary[k]) for k in ("excess_cosine", "excess_cosine_low", "excess_cosine_high"))
     except (KeyError, TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
