@@ -185,6 +185,27 @@ def membership_epsilon_bound(true_positives: int, members: int, false_positives:
         confidence=confidence, per_bound_confidence=per_bound, delta=delta)
 
 
+def membership_epsilon_lbs(true_positives: np.ndarray, members: int, false_positives: np.ndarray,
+                           non_members: int, confidence: float = 0.95, delta: float = 0.0) -> np.ndarray:
+    """`membership_epsilon_bound(...).epsilon_lb` for many thresholds at once (arrays of counts), for choosing a
+    threshold on one half of the examples; the figure reported is then `membership_epsilon_bound`'s."""
+    n_in, n_out = _require_count("members", members, 1), _require_count("non_members", non_members, 1)
+    tp, fp = np.asarray(true_positives, dtype=int), np.asarray(false_positives, dtype=int)
+    if tp.shape != fp.shape or np.any(tp < 0) or np.any(tp > n_in) or np.any(fp < 0) or np.any(fp > n_out):
+        raise ValueError(f"true_positives and false_positives must be arrays of one shape with counts in [0, {n_in}] "
+                         f"and [0, {n_out}], got shapes {tp.shape} and {fp.shape}.")
+    confidence, delta = _require_open_unit("confidence", confidence), _require_delta(delta)
+    per_bound = 1.0 - (1.0 - confidence) / 2.0
+    with np.errstate(invalid="ignore"):
+        tpr_low = np.where(tp == 0, 0.0, stats.beta.ppf(1.0 - per_bound, np.maximum(tp, 1), n_in - tp + 1))
+        fpr_high = np.where(fp == n_out, 1.0, stats.beta.ppf(per_bound, fp + 1, np.maximum(n_out - fp, 1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        first = np.where(tpr_low - delta > 0, np.log(np.maximum(tpr_low - delta, 1e-300)) - np.log(fpr_high), -np.inf)
+        second = np.where(1.0 - fpr_high - delta > 0,
+                          np.log(np.maximum(1.0 - fpr_high - delta, 1e-300)) - np.log(1.0 - tpr_low), -np.inf)
+    return np.maximum(np.maximum(first, second), 0.0)
+
+
 def _log_ratio(numerator: float, denominator: float) -> float:
     """log(numerator / denominator), or -inf when the numerator is not positive (that side shows nothing)."""
     if numerator <= 0:

@@ -128,7 +128,7 @@ def split_half_epsilon(member_scores: np.ndarray, non_member_scores: np.ndarray,
     """The epsilon lower bound of the threshold attack, honestly: the threshold (guess "member" at score >= t)
     chosen to maximise the bound on one random half (the halves of `split_half_advantage`), the counts taken on
     the other half, so the confidence is not spent on the choice. Returns the bound's figures and the threshold."""
-    from mnist_etc.audit.bounds import membership_epsilon_bound
+    from mnist_etc.audit.bounds import membership_epsilon_bound, membership_epsilon_lbs
 
     m, n = np.asarray(member_scores, np.float64), np.asarray(non_member_scores, np.float64)
     rng = np.random.default_rng(seed)
@@ -138,8 +138,7 @@ def split_half_epsilon(member_scores: np.ndarray, non_member_scores: np.ndarray,
     thresholds = np.unique(np.concatenate([fit_m, fit_n]))
     tp = (fit_m[None, :] >= thresholds[:, None]).sum(axis=1)
     fp = (fit_n[None, :] >= thresholds[:, None]).sum(axis=1)
-    fitted = [membership_epsilon_bound(int(a), len(fit_m), int(b), len(fit_n), confidence, delta).epsilon_lb
-              for a, b in zip(tp, fp)]
+    fitted = membership_epsilon_lbs(tp, len(fit_m), fp, len(fit_n), confidence, delta)
     t = float(thresholds[int(np.argmax(fitted))])
     held_out = membership_epsilon_bound(int(np.sum(test_m >= t)), len(test_m), int(np.sum(test_n >= t)),
                                         len(test_n), confidence, delta)

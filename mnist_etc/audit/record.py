@@ -35,12 +35,17 @@ def audit_summary(rec: dict[str, Any]) -> dict[str, Any]:
     s = rec["served_attack"]["summary"]
     m = rec["membership"]
     c = rec.get("canary_audit")
-    return {"passed": v["passed"], "reasons": v["reasons"],
-            "tests": [{k: t[k] for k in ("name", "figure", "bound", "passed")} for t in v["tests"]],
+    r = rec.get("reconstruction") or {}
+    return {"passed": v["passed"], "verdict": v.get("verdict", "PASSED" if v["passed"] else "FAILED"),
+            "reasons": v["reasons"],
+            "tests": [{k: t.get(k) for k in ("name", "figure", "bound", "verdict", "passed")} for t in v["tests"]],
             "leakage": s["excess_cosine"], "leakage_interval": [s["excess_cosine_low"], s["excess_cosine_high"]],
             "growth": v["growth"], "report": rec["report_dir"], "membership_auc": m["auc"],
             "membership_auc_interval": [m.get("auc_low"), m.get("auc_high")],
             "membership_p_value": m.get("p_value"), "membership_tpr_at_0_1pct_fpr": m.get("tpr_at_0_1pct_fpr"),
             "membership_tpr_at_1pct_fpr": m.get("tpr_at_1pct_fpr"), "epsilon": epsilon_of(rec),
+            "membership_epsilon_lb": m.get("membership_epsilon_lb"),
+            "reconstruction_bound": r.get("bound"), "reconstruction_bound_chance": r.get("bound_chance"),
+            "members_identification_rate": r.get("members_identification_rate"),
             "epsilon_lb": c["epsilon_lb"] if c else None, "canary_audit_consistent": c["consistent"] if c else None,
             "triton_images_per_second": rec["served_attack"]["images_per_second"]}
