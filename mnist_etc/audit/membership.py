@@ -139,7 +139,9 @@ def split_half_epsilon(member_scores: np.ndarray, non_member_scores: np.ndarray,
     tp = (fit_m[None, :] >= thresholds[:, None]).sum(axis=1)
     fp = (fit_n[None, :] >= thresholds[:, None]).sum(axis=1)
     fitted = membership_epsilon_lbs(tp, len(fit_m), fp, len(fit_n), confidence, delta)
-    t = float(thresholds[int(np.argmax(fitted))])
+    best = int(np.argmax(fitted))
+    # Midway to the next lower score: the same counts on the fitted half, with a margin on the held-out one.
+    t = float((thresholds[best] + thresholds[best - 1]) / 2 if best > 0 else thresholds[best])
     held_out = membership_epsilon_bound(int(np.sum(test_m >= t)), len(test_m), int(np.sum(test_n >= t)),
                                         len(test_n), confidence, delta)
     return {**held_out.as_dict(), "threshold": t, "fitted_epsilon_lb": float(max(fitted))}
