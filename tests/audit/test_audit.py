@@ -75,6 +75,37 @@ def test_audit_measures_saves_and_judges(tiny_audit, tmp_path):
     assert previous_audit(tmp_path, "other") is None
 
 
+def test_report_shows_each_verdict_and_the_bounds_beside_the_measurements(tiny_audit):
+    """The tiny audit's measurements, as if the model were DP (epsilon 4 on 3,500 digits): the report carries the
+    verdict column, the intersection-union sentence, membership_epsilon_lb beside the accounted epsilon, the
+    reconstruction bound beside the members' rate, and the AUC bound's reason."""
+    import numpy as np
+
+    from mnist_etc.audit.reconstruction import reconstruction_record
+    from mnist_etc.audit.report import render_markdown
+    from mnist_etc.config import TrainConfig
+    from mnist_etc.dp.accounting import training_events
+
+    rec = {k: v for k, v in tiny_audit.items() if not k.startswith("_")}
+    rec.update(lineage="tiny", created="2026-11-28T00:00:00+00:00", privacy={"epsilon": 4.0, "statement": "DP"})
+    member = np.repeat([True, False], 50)
+    ranks = np.where(np.arange(100) % 10 == 0, 1, 5)   # 5 of 50 identified in each group
+    rec["reconstruction"] = reconstruction_record(ranks, member, training_events(TrainConfig(
+        ae_noise_multiplier=1.1, clf_noise_multiplier=1.1), 3500), 51)
+    rec["verdict"] = judge(rec, None, AuditConfig(attack=QUICK, leakage_bound=1.0, membership_auc_bound=1.0))
+    report = render_markdown(rec)
+    names = {t["name"]: t for t in rec["verdict"]["tests"]}
+    assert {"membership_epsilon", "reconstruction"} <= set(names)
+    assert f"| reconstruction | 0.1000 | <= {rec['reconstruction']['bound']:.3f}" in report
+    assert f"**{names['reconstruction']['verdict']}**" in report and "intersection-union" in report
+    lb = rec["membership"]["membership_epsilon_lb"]
+    assert f"**membership_epsilon_lb {lb:.3f}** (95%) beside the accounted epsilon **4**" in report
+    assert f"members' identification rate at most {rec['reconstruction']['bound']:.3f}" in report
+    assert "measured: members identified 0.100" in report and "pure epsilon-DP mechanism" in report
+    assert "| canary_audit | - | - | does not apply |" in report
+    assert report.startswith(f"# Privacy audit {rec['verdict']['verdict']}")
+
+
 def test_each_gate_fails_on_its_own():
     cfg = AuditConfig(max_epsilon=5.0, leakage_bound=0.05, membership_auc_bound=0.6, growth_margin=0.05)
     ok = judge(synthetic(eps=3.0), None, cfg)
