@@ -38,7 +38,8 @@ from tasks.audit import attack_served_task, canary_audit_task, ledger_task, repo
 
 
 class AuditFailed(RuntimeError):
-    """A test of the audit policy failed: the flow run ends Failed."""
+    """The audit did not pass (FAILED, or INCONCLUSIVE under `inconclusive: fail`): the flow run ends Failed.
+    The message starts with the audit's verdict."""
 
 
 @flow(name="privacy-audit", log_prints=True,
@@ -85,7 +86,7 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
                                                          f"--inconclusive {v['inconclusive_policy']})"
     print(f"privacy audit of {uri}: {v['verdict']}{counted}; report {rec['report_dir']}/report.md")
     if not v["passed"]:
-        raise AuditFailed("; ".join(v["reasons"]))
+        raise AuditFailed(f"{v['verdict']}: " + "; ".join(v["reasons"]))
     return summary
 
 

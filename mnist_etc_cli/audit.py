@@ -91,7 +91,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, policy=policy,
                       show_training_data=args.show_training_data)
     except AuditFailed as exc:
-        print(f"mnist-etc audit: FAILED: {exc}", file=sys.stderr)
+        print(f"mnist-etc audit: {exc}", file=sys.stderr)   # starts with FAILED or INCONCLUSIVE
         return 1
     return 0
 

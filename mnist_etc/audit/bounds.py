@@ -15,6 +15,8 @@ Three bounds, each with what it assumes and where it comes from.
    Assumes: each evaluated example is an independent Bernoulli trial of the membership game (the counts are
    binomial). With one trained model and many members that is a modelling assumption, not a theorem; the
    one-run bounds (3 below, and Steinke et al. in mnist_etc.audit.canary.bound) hold for a single run.
+   `pure_dp_max_auc`: the same reading bounds the ROC of a pure eps-DP mechanism by TPR = 1 - f_{eps,0}(FPR), whose
+   area is e^eps / (1 + e^eps); the audit's default membership AUC bound 0.6 is that of eps = log 1.5 = 0.405.
 
 2. Reconstruction success (`reconstruction_bound_gdp`, `reconstruction_bound_from_events`).
    An informed attacker knows every training record but the target z, drawn from a prior whose best blind
