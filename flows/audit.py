@@ -11,10 +11,14 @@ beside it for the record, and a membership test runs through Triton too. When th
 `policy.canary_audit` is true), the one-run canary audit trains its configuration once more with
 `policy.canary.canaries` canaries and bounds epsilon from below. `policy` is the audit policy
 (`mnist_etc.audit.run.AuditConfig`; in the Prefect UI a form, with `--params '{"policy": {...}}'` a
-mapping validated before the run starts). The flow run ends Failed when any of its tests fails: epsilon
-infinite (unless `allow_non_private`) or above `max_epsilon`; the excess leakage's 95% interval wholly above `leakage_bound`; the membership AUC's interval
-wholly above `membership_auc_bound`; the canary audit's epsilon_lb above the accounted epsilon (an accounting
-bug); excess leakage grown by more than `growth_margin` since the previous audit of the same lineage.
+mapping validated before the run starts). Each test says PASS, FAIL or INCONCLUSIVE, PASS only when its 95%
+interval lies wholly on the safe side of its bound (`mnist_etc.audit.gates`): epsilon (finite unless
+`allow_non_private`, at most `max_epsilon`); the excess leakage's interval at or below `leakage_bound`; the
+membership AUC's at or below `membership_auc_bound`; membership_epsilon_lb at most the accounted epsilon; the
+members' identification rate within the reconstruction bound of the model's PLD; the canary audit consistent
+with the accounting and strong enough to catch a 2x error; the growth of the excess leakage since the previous
+audit of the lineage within `growth_margin`. The audit is PASSED only when every test that applies passes; the
+flow run ends Failed otherwise (an INCONCLUSIVE audit too, unless `policy.inconclusive` is "pass").
 Prefect automations can alert on it.
 """
 from __future__ import annotations
@@ -34,7 +38,8 @@ from tasks.audit import attack_served_task, canary_audit_task, ledger_task, repo
 
 
 class AuditFailed(RuntimeError):
-    """A test of the audit policy failed: the flow run ends Failed."""
+    """The audit did not pass (FAILED, or INCONCLUSIVE under `inconclusive: fail`): the flow run ends Failed.
+    The message starts with the audit's verdict."""
 
 
 @flow(name="privacy-audit", log_prints=True,
@@ -74,10 +79,14 @@ def privacy_audit(champion: str | None = None, mlflow_tracking_uri: str | None =
     summary = audit_summary(rec)
     summary["privacy_ledger"] = ledger
     for t in v["tests"]:
-        print(f"  {'pass' if t['passed'] else 'FAIL'}  {t['name']}: {t['explanation']} (bound {t['bound']})")
-    print(f"privacy audit of {uri}: {'PASSED' if v['passed'] else 'FAILED'}; report {rec['report_dir']}/report.md")
+        print(f"  {t['verdict']:<12}  {t['name']}: {t['explanation']} (bound {t['bound']})")
+    for t in v["not_applicable"]:
+        print(f"  {'n/a':<12}  {t['name']}: {t['explanation']}")
+    counted = "" if v["verdict"] != "INCONCLUSIVE" else f" (counted as {'passed' if v['passed'] else 'failed'}: " \
+                                                         f"--inconclusive {v['inconclusive_policy']})"
+    print(f"privacy audit of {uri}: {v['verdict']}{counted}; report {rec['report_dir']}/report.md")
     if not v["passed"]:
-        raise AuditFailed("; ".join(v["reasons"]))
+        raise AuditFailed(f"{v['verdict']}: " + "; ".join(v["reasons"]))
     return summary
 
 

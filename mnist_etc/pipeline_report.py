@@ -46,13 +46,14 @@ def render_summary(run: str, sweep: dict[str, Any], export: dict[str, Any], serv
         f"{_num(b.get('best_p99_ms'), '.2f')} ms ({_num(b.get('improvement'), '+.1%') if b.get('improvement') is not None else '-'} "
         f"vs the served config); {b.get('points_ok', 0)} points ok, {b.get('points_failed', 0)} failed "
         f"| {seconds['benchmark']:.0f} |",
-        f"| privacy audit | {'PASSED' if audit['passed'] else 'FAILED'}"
+        f"| privacy audit | {audit.get('verdict') or ('PASSED' if audit['passed'] else 'FAILED')}"
         f"{': ' + '; '.join(audit.get('reasons') or []) if audit.get('reasons') else ''}; epsilon "
         f"{_num(audit.get('epsilon'), '.3g')}, excess leakage {_num(audit['leakage'], '+.4f')}"
         f"{' [%+.4f, %+.4f]' % tuple(audit['leakage_interval']) if audit.get('leakage_interval') else ''}, "
         f"membership AUC {_num(audit['membership_auc'])}"
         f"{' [%.4f, %.4f]' % tuple(auc_interval) if auc_interval and None not in auc_interval else ''}"
         f"{', p %s' % _num(audit['membership_p_value'], '.3g') if audit.get('membership_p_value') is not None else ''}, "
+        f"{'membership epsilon_lb %s, ' % _num(audit['membership_epsilon_lb'], '.3f') if audit.get('membership_epsilon_lb') is not None else ''}"
         f"{'canary epsilon_lb %s, ' % _num(audit['epsilon_lb'], '.3f') if audit.get('epsilon_lb') is not None else ''}"
         f"{_num(audit.get('triton_images_per_second'), ',.0f')} "
         f"attack images/s through Triton | {seconds['audit']:.0f} |",

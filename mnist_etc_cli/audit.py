@@ -11,7 +11,8 @@ from mnist_etc_cli.options import OptionSet, add_model_source_options, add_setti
 AUDITS_DP_DIR = Path("artifacts/audits-dp")
 # The audit policy's settings a user sets from the command line (the rest: a policy YAML or flow parameters).
 POLICY_FIELDS = ("attack.victims", "attack.n_iter", "max_epsilon", "allow_non_private", "leakage_bound",
-                 "membership_auc_bound", "growth_margin", "canary_audit", "canary.canaries", "canary.confidence")
+                 "membership_auc_bound", "growth_margin", "inconclusive", "canary_audit", "canary.canaries",
+                 "canary.confidence")
 
 
 def add_policy_options(parser: argparse.ArgumentParser, prefix: str = "") -> OptionSet:
@@ -32,13 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=(
         "Run the Prefect flow `privacy-audit`: the public-prior reconstruction attack through the served Triton "
         "model on training members and held-out non-members, the in-process and own-decoder attacks for the "
-        "record, confidence-threshold membership inference with its statistics, the epsilon statement, and a "
-        "comparison with the previous audit, and (for a DP champion) the one-run canary audit. Exits 1 when any "
-        "test fails: epsilon infinite (unless --allow-non-private) or above --max-epsilon; the excess leakage's "
-        "95%% interval wholly above --leakage-bound; the membership AUC's interval wholly above "
-        "--membership-auc-bound; the canary audit's epsilon_lb above the accounted epsilon; growth beyond "
-        "--growth-margin. Report under artifacts/audits/<UTC time>/. The champion is resolved in MLflow before "
-        "anything starts."))
+        "record, confidence-threshold membership inference with its statistics and epsilon lower bound, the "
+        "reconstruction bound, the epsilon statement, a comparison with the previous audit, and (for a DP "
+        "champion) the one-run canary audit. Each test says PASS only when its 95%% interval lies wholly on the "
+        "safe side of its bound (excess leakage at or below --leakage-bound, membership AUC at or below "
+        "--membership-auc-bound, growth within --growth-margin, the members' identification rate within the "
+        "reconstruction bound, membership and canary epsilon_lb consistent with the accounted epsilon), FAIL when "
+        "wholly on the unsafe side, INCONCLUSIVE otherwise; epsilon must be finite (unless --allow-non-private) "
+        "and at most --max-epsilon. The audit is PASSED only when every test that applies passes (an "
+        "intersection-union test: no multiplicity correction needed). Exits 1 when it is FAILED, or INCONCLUSIVE "
+        "under --inconclusive fail (the default). Report under artifacts/audits/<UTC time>/. The champion is "
+        "resolved in MLflow before anything starts."))
     a.add_argument("--champion", metavar="URI",
                    help="MLflow model URI (default: models:/<newest sweep's registered model>@champion)")
     a.add_argument("--url", help="gRPC HOST:PORT of a running Triton (default: start the embedded one)")
@@ -88,7 +93,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         privacy_audit(champion=args.champion, triton_url=args.url, served_model=args.served_model, policy=policy,
                       show_training_data=args.show_training_data)
     except AuditFailed as exc:
-        print(f"mnist-etc audit: FAILED: {exc}", file=sys.stderr)
+        print(f"mnist-etc audit: {exc}", file=sys.stderr)   # starts with FAILED or INCONCLUSIVE
         return 1
     return 0
 

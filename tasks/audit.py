@@ -65,8 +65,12 @@ def report_task(rec: dict[str, Any], lineage: str, cfg: AuditConfig, audits_dir:
     create_markdown_artifact(key="privacy-audit", markdown=inline_images(render_markdown(rec), out),
                              description=f"Privacy audit of {lineage}")
     create_table_artifact(key="privacy-audit-tests", description=f"Privacy audit of {lineage}: each test",
-                          table=[{"test": t["name"], "passed": t["passed"], "figure": str(t["figure"]),
-                                  "bound": t["bound"], "explanation": t["explanation"]} for t in rec["verdict"]["tests"]])
+                          table=[{"test": t["name"], "verdict": t["verdict"], "figure": str(t["figure"]),
+                                  "bound": t["bound"], "victims to settle": t["n_needed"] or "",
+                                  "explanation": t["explanation"]} for t in rec["verdict"]["tests"]]
+                          + [{"test": t["name"], "verdict": "does not apply", "figure": "", "bound": "",
+                              "victims to settle": "", "explanation": t["explanation"]}
+                             for t in rec["verdict"]["not_applicable"]])
     rec["mlflow_run_id"] = log_audit_run(rec, out, tracking_uri)
     return rec
 

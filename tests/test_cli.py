@@ -105,6 +105,8 @@ def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
     (["audit", "--victims", "10"], "--victims must be at least 50 per group"),
     (["audit", "--leakage-bound", "5"], "--leakage-bound must be a number in [-1, 2], got 5.0."),
     (["audit", "--max-epsilon", "-1"], "--max-epsilon must be a finite number >= 0, got -1.0."),
+    (["audit", "--inconclusive", "maybe"], "argument --inconclusive: invalid choice: 'maybe' (choose from 'pass', 'fail')"),
+    (["pipeline", "--inconclusive", "yes"], "argument --inconclusive: invalid choice: 'yes' (choose from 'pass', 'fail')"),
     (["pipeline", "--audit-victims", "3"], "--audit-victims must be at least 50 per group"),
     (["audit", "--canaries", "1"], "--canaries must be an integer >= 2, got 1."),
     (["audit", "--canary-confidence", "1"], "--canary-confidence must be a number strictly between 0 and 1, got 1.0."),

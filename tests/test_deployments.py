@@ -70,8 +70,15 @@ def test_nightly_audit_runs_through_the_worker(nightly_audit):
     assert nightly_audit["report"], "the audit wrote no report"
     rec = json.loads(nightly_audit["report"].read_text())
     assert rec["verdict"]["passed"] and rec["lineage"] == "mnist-etc-audit"
+    # Every gate but the canary audit's passes on the safe side of its interval; the canary audit of a non-private
+    # model may not vouch for the accounting (INCONCLUSIVE), which this policy counts as passed (inconclusive: pass).
+    from mnist_etc.audit.gates import audit_verdict
+
+    verdicts = [t["verdict"] for t in rec["verdict"]["tests"]]
+    assert verdicts[:3] == ["PASS", "PASS", "PASS"] and verdicts[3] in ("PASS", "INCONCLUSIVE")
+    assert rec["verdict"]["verdict"] == audit_verdict(verdicts) and rec["verdict"]["inconclusive_policy"] == "pass"
     # 50 members + 50 non-members x 32 candidates x 2 iterations, plus one query per public digit
-    assert rec["served_attack"]["queries"] >= 100 * 32 * 2 and len(rec["verdict"]["tests"]) == 5
+    assert rec["served_attack"]["queries"] >= 100 * 32 * 2 and len(rec["verdict"]["tests"]) == 4
     # the one-run canary audit ran in the flow (asked for: the champion need not be DP) and was judged
     assert rec["canary_audit"]["canaries"] == 200 and rec["canary_audit"]["consistent"]
     assert [t["name"] for t in rec["verdict"]["tests"]][3] == "canary_audit"
@@ -89,7 +96,7 @@ def test_failing_audit_ends_the_flow_run_failed(stack, champion):
     assert done.returncode != 0
     assert "Failed" in done.stdout + done.stderr
     rec = json.loads(sorted((champion["root"] / "audits").glob("*/audit.json"))[-1].read_text())
-    assert not rec["verdict"]["passed"] and rec["verdict"]["reasons"][0].startswith("excess_leakage:")
+    assert not rec["verdict"]["passed"] and rec["verdict"]["reasons"][0].startswith("excess_leakage FAIL:")
     assert "whole interval is above -1" in rec["verdict"]["reasons"][0]
 
 

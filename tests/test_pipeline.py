@@ -32,8 +32,9 @@ def test_pipeline_runs_every_stage_and_writes_one_summary(prefect_harness, tmp_p
     # The canary audit (one more training) is judged in tests/test_deployments.py; here it is left out.
     result = pipeline(space="search_spaces/audit.yaml", trials=2, grid=str(grid), repository=str(repository),
                       artifacts=str(artifacts), run="tiny",
-                      audit=AuditConfig(attack=AuditConfig().attack.replace(n_iter=2), allow_non_private=True,
-                                        leakage_bound=1.0, canary_audit=False, membership_samples=100))
+                      audit=AuditConfig(attack=AuditConfig().attack.replace(n_iter=2, victims=50),
+                                        allow_non_private=True, leakage_bound=1.0, membership_auc_bound=1.0,
+                                        canary_audit=False, membership_samples=100))
     out = artifacts / "pipeline" / "tiny"
     assert result["audit_passed"] and result["summary"] == str(out / "summary.md")
     summary = (out / "summary.md").read_text()

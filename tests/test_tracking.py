@@ -185,12 +185,16 @@ def test_a_store_that_cannot_be_used_is_one_sentence():
 
 
 AUDIT = {"lineage": "mnist-etc-x",
-         "verdict": {"passed": False, "growth": 0.01, "tests": [{"name": "epsilon", "passed": True},
-                                                                 {"name": "leakage", "passed": False}]},
+         "verdict": {"passed": False, "verdict": "INCONCLUSIVE", "growth": 0.01,
+                     "tests": [{"name": "epsilon", "passed": True, "verdict": "PASS"},
+                               {"name": "leakage", "passed": False, "verdict": "INCONCLUSIVE"}]},
          "served_attack": {"summary": {"excess_cosine": 0.1}, "queries": 100, "seconds": 2.0,
                            "images_per_second": 50.0},
          "membership": {"auc": 0.5, "auc_low": 0.4, "auc_high": 0.6, "advantage": 0.0, "p_value": 0.9,
-                        "tpr_at_0_1pct_fpr": 0.0, "tpr_at_1pct_fpr": 0.01},
+                        "tpr_at_0_1pct_fpr": 0.0, "tpr_at_1pct_fpr": 0.01, "membership_epsilon_lb": 0.2},
+         "reconstruction": {"members_identification_rate": 0.1, "members_identification_low": 0.05,
+                            "members_identification_high": 0.17, "non_members_identification_rate": 0.09,
+                            "bound": 0.3, "bound_low": 0.2, "bound_high": 0.4, "bound_chance": 0.11},
          "canary_audit": {"epsilon_lb": 0.3, "confidence": 0.95, "canaries": 100, "seconds": 9.0, "consistent": True,
                           "accounted_epsilon": math.inf},
          "privacy": {"epsilon": 2.0, "epsilon_rdp": math.inf},
@@ -209,12 +213,17 @@ def test_an_audit_run_holds_figures_policy_and_report(store, tmp_path, monkeypat
     run = client.get_run(log_audit_run(AUDIT, report, store["uri"]))
     assert client.get_experiment(run.info.experiment_id).name == "privacy-audit"
     assert (run.info.run_name, run.info.status) == ("audit-20250101T000000Z", "FAILED")
-    assert {k: run.data.tags[k] for k in ("lineage", "passed")} == {"lineage": "mnist-etc-x", "passed": "False"}
+    assert {k: run.data.tags[k] for k in ("lineage", "passed", "verdict")} == {
+        "lineage": "mnist-etc-x", "passed": "False", "verdict": "INCONCLUSIVE"}
     assert run.data.metrics == {
         "served_excess_cosine": 0.1, "served_queries": 100, "served_seconds": 2.0, "served_images_per_second": 50.0,
         "membership_auc": 0.5, "membership_auc_low": 0.4, "membership_auc_high": 0.6, "membership_advantage": 0.0,
         "membership_p_value": 0.9, "membership_tpr_at_0_1pct_fpr": 0.0, "membership_tpr_at_1pct_fpr": 0.01,
         "triton_images_per_second": 50.0, "audit_passed": 0.0, "test_epsilon_passed": 1.0, "test_leakage_passed": 0.0,
+        "audit_verdict": 0.5, "test_epsilon_verdict": 1.0, "test_leakage_verdict": 0.5, "membership_epsilon_lb": 0.2,
+        "members_identification_rate": 0.1, "members_identification_low": 0.05, "members_identification_high": 0.17,
+        "non_members_identification_rate": 0.09, "reconstruction_bound": 0.3, "reconstruction_bound_low": 0.2,
+        "reconstruction_bound_high": 0.4, "reconstruction_bound_chance": 0.11,
         "canary_epsilon_lb": 0.3, "canary_confidence": 0.95, "canary_count": 100, "canary_seconds": 9.0,
         "canary_audit_consistent": 1.0, "excess_cosine_growth": 0.01, "epsilon": 2.0}
     assert run.data.params == {"attack_victims": "10", "canary_canaries": "100", "leakage_bound": "0.1"}

@@ -15,6 +15,8 @@ Three bounds, each with what it assumes and where it comes from.
    Assumes: each evaluated example is an independent Bernoulli trial of the membership game (the counts are
    binomial). With one trained model and many members that is a modelling assumption, not a theorem; the
    one-run bounds (3 below, and Steinke et al. in mnist_etc.audit.canary.bound) hold for a single run.
+   `pure_dp_max_auc`: the same reading bounds the ROC of a pure eps-DP mechanism by TPR = 1 - f_{eps,0}(FPR), whose
+   area is e^eps / (1 + e^eps); the audit's default membership AUC bound 0.6 is that of eps = log 1.5 = 0.405.
 
 2. Reconstruction success (`reconstruction_bound_gdp`, `reconstruction_bound_from_events`).
    An informed attacker knows every training record but the target z, drawn from a prior whose best blind
@@ -185,11 +187,50 @@ def membership_epsilon_bound(true_positives: int, members: int, false_positives:
         confidence=confidence, per_bound_confidence=per_bound, delta=delta)
 
 
+def membership_epsilon_lbs(true_positives: np.ndarray, members: int, false_positives: np.ndarray,
+                           non_members: int, confidence: float = 0.95, delta: float = 0.0) -> np.ndarray:
+    """`membership_epsilon_bound(...).epsilon_lb` for many thresholds at once (arrays of counts), for choosing a
+    threshold on one half of the examples; the figure reported is then `membership_epsilon_bound`'s."""
+    n_in, n_out = _require_count("members", members, 1), _require_count("non_members", non_members, 1)
+    tp, fp = np.asarray(true_positives, dtype=int), np.asarray(false_positives, dtype=int)
+    if tp.shape != fp.shape or np.any(tp < 0) or np.any(tp > n_in) or np.any(fp < 0) or np.any(fp > n_out):
+        raise ValueError(f"true_positives and false_positives must be arrays of one shape with counts in [0, {n_in}] "
+                         f"and [0, {n_out}], got shapes {tp.shape} and {fp.shape}.")
+    confidence, delta = _require_open_unit("confidence", confidence), _require_delta(delta)
+    per_bound = 1.0 - (1.0 - confidence) / 2.0
+    with np.errstate(invalid="ignore"):
+        tpr_low = np.where(tp == 0, 0.0, stats.beta.ppf(1.0 - per_bound, np.maximum(tp, 1), n_in - tp + 1))
+        fpr_high = np.where(fp == n_out, 1.0, stats.beta.ppf(per_bound, fp + 1, np.maximum(n_out - fp, 1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        first = np.where(tpr_low - delta > 0, np.log(np.maximum(tpr_low - delta, 1e-300)) - np.log(fpr_high), -np.inf)
+        second = np.where(1.0 - fpr_high - delta > 0,
+                          np.log(np.maximum(1.0 - fpr_high - delta, 1e-300)) - np.log(1.0 - tpr_low), -np.inf)
+    return np.maximum(np.maximum(first, second), 0.0)
+
+
 def _log_ratio(numerator: float, denominator: float) -> float:
     """log(numerator / denominator), or -inf when the numerator is not positive (that side shows nothing)."""
     if numerator <= 0:
         return -math.inf
     return math.log(numerator) - math.log(denominator)
+
+
+def pure_dp_max_auc(epsilon: float) -> float:
+    """The largest membership AUC any pure epsilon-DP mechanism allows: e^eps / (1 + e^eps).
+
+    The best ROC under (eps, 0)-DP is TPR = 1 - f(FPR) with f(a) = max(0, 1 - e^eps a, e^-eps (1 - a))
+    (Kairouz, Oh, Viswanath 2015): TPR = e^eps a up to a* = 1 / (1 + e^eps), then 1 - e^-eps (1 - a).
+    Integrating: e^eps a*^2 / 2 + (1 - a*) - e^-eps (1 - a*)^2 / 2 = e^eps / (1 + e^eps)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or math.isnan(epsilon) or epsilon < 0:
+        raise ValueError(f"epsilon must be a number >= 0 (math.inf for no privacy), got {epsilon!r}.")
+    return float(special.expit(epsilon))
+
+
+def pure_dp_epsilon_for_auc(auc: float) -> float:
+    """The epsilon whose pure-DP maximum AUC is `auc` (the inverse of `pure_dp_max_auc`): log(auc / (1 - auc))."""
+    if isinstance(auc, bool) or not isinstance(auc, numbers.Real) or not 0.5 <= auc < 1.0:
+        raise ValueError(f"auc must be a number in [0.5, 1), got {auc!r}.")
+    return float(special.logit(auc))
 
 
 # --------------------------------------------------------------------------------- Gaussian DP (mu-GDP)

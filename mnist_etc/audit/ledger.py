@@ -35,9 +35,11 @@ def canary_entry(canary: dict[str, Any], cfg: Any, orders: list[float]) -> Entry
 
 
 def statistics_entry(record: dict[str, Any]) -> Entry:
-    """The audit's figures computed on training members without noise: the membership AUC and the served attack's
-    member - non-member gap (the gates' figures), and the verdict that depends on them."""
-    return Entry("the audit's membership AUC, member gap and verdict", "statistic of members",
+    """The audit's figures computed on training members without noise: the membership AUC and epsilon lower bound,
+    the served attack's member - non-member gap and members' identification rate (the gates' figures), and the
+    verdict that depends on them."""
+    return Entry("the audit's membership AUC and epsilon_lb, member gap, members' identification rate and verdict",
+                 "statistic of members",
                  math.inf, 0.0, "none: computed on training members without noise",
                  published="audit report, MLflow run privacy-audit, Prefect artifacts")
 

@@ -9,7 +9,11 @@ loss does) and guesses "member" above a threshold. On equal numbers of training 
 - the advantage (TPR - FPR) honestly: the threshold chosen on one random half, measured on the other
   (the in-sample maximum over thresholds is biased upward and is kept only for the record);
 - TPR at 0.1% and 1% FPR (the low-FPR regime the field reports): the best TPR among thresholds whose
-  empirical FPR is at most that; with n non-members, FPRs below 1/n are measured as 0 false positives.
+  empirical FPR is at most that; with n non-members, FPRs below 1/n are measured as 0 false positives;
+- `membership_epsilon_lb`: the attack as an empirical epsilon lower bound (`split_half_epsilon`): the threshold
+  that maximises the bound on one random half, TPR and FPR counted on the other half and turned into
+  epsilon_lb with Clopper-Pearson bounds (`mnist_etc.audit.bounds.membership_epsilon_bound`, both ratios, at
+  the model's delta, 95%). A DP model whose epsilon_lb exceeds its accounted epsilon has a bug.
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ class MembershipResult:
     tpr_at_1pct_fpr: float
     n_members: int
     n_non_members: int
+    membership_epsilon_lb: float = 0.0   # 95%: the model is not (this, delta)-DP; see split_half_epsilon
+    membership_epsilon: dict | None = None   # its counts, Clopper-Pearson bounds, threshold, delta
     score: str = SCORE
 
     def as_dict(self) -> dict[str, float]:
@@ -117,6 +123,30 @@ def split_half_advantage(member_scores: np.ndarray, non_member_scores: np.ndarra
     return float(np.mean(member_scores[pm[hm:]] >= t) - np.mean(non_member_scores[pn[hn:]] >= t))
 
 
+def split_half_epsilon(member_scores: np.ndarray, non_member_scores: np.ndarray, seed: int = 0,
+                       delta: float = 0.0, confidence: float = 0.95) -> dict:
+    """The epsilon lower bound of the threshold attack, honestly: the threshold (guess "member" at score >= t)
+    chosen to maximise the bound on one random half (the halves of `split_half_advantage`), the counts taken on
+    the other half, so the confidence is not spent on the choice. Returns the bound's figures and the threshold."""
+    from mnist_etc.audit.bounds import membership_epsilon_bound, membership_epsilon_lbs
+
+    m, n = np.asarray(member_scores, np.float64), np.asarray(non_member_scores, np.float64)
+    rng = np.random.default_rng(seed)
+    pm, pn = rng.permutation(len(m)), rng.permutation(len(n))
+    hm, hn = len(pm) // 2, len(pn) // 2
+    fit_m, fit_n, test_m, test_n = m[pm[:hm]], n[pn[:hn]], m[pm[hm:]], n[pn[hn:]]
+    thresholds = np.unique(np.concatenate([fit_m, fit_n]))
+    tp = (fit_m[None, :] >= thresholds[:, None]).sum(axis=1)
+    fp = (fit_n[None, :] >= thresholds[:, None]).sum(axis=1)
+    fitted = membership_epsilon_lbs(tp, len(fit_m), fp, len(fit_n), confidence, delta)
+    best = int(np.argmax(fitted))
+    # Midway to the next lower score: the same counts on the fitted half, with a margin on the held-out one.
+    t = float((thresholds[best] + thresholds[best - 1]) / 2 if best > 0 else thresholds[best])
+    held_out = membership_epsilon_bound(int(np.sum(test_m >= t)), len(test_m), int(np.sum(test_n >= t)),
+                                        len(test_n), confidence, delta)
+    return {**held_out.as_dict(), "threshold": t, "fitted_epsilon_lb": float(max(fitted))}
+
+
 def roc_points(member_scores: np.ndarray, non_member_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(FPR, TPR) at every threshold, from (0, 0) to (1, 1)."""
     thresholds = np.unique(np.concatenate([member_scores, non_member_scores]))[::-1]
@@ -148,19 +178,23 @@ def save_roc_plot(member_scores: np.ndarray, non_member_scores: np.ndarray, path
     plt.close(fig)
 
 
-def membership_statistics(member_scores: np.ndarray, non_member_scores: np.ndarray, seed: int = 0) -> dict:
-    """Every figure of `MembershipResult` that depends on the scores alone."""
+def membership_statistics(member_scores: np.ndarray, non_member_scores: np.ndarray, seed: int = 0,
+                          delta: float = 0.0) -> dict:
+    """Every figure of `MembershipResult` that depends on the scores alone (and the delta of the epsilon bound)."""
     m, n = np.asarray(member_scores, np.float64), np.asarray(non_member_scores, np.float64)
     low, high = auc_interval(m, n, seed)
+    eps = split_half_epsilon(m, n, seed, delta)
     return dict(auc=roc_auc(m, n), auc_low=low, auc_high=high, p_value=mann_whitney_p(m, n),
                 advantage=split_half_advantage(m, n, seed), advantage_in_sample=max_advantage(m, n),
-                tpr_at_0_1pct_fpr=tpr_at_fpr(m, n, LOW_FPRS[0]), tpr_at_1pct_fpr=tpr_at_fpr(m, n, LOW_FPRS[1]))
+                tpr_at_0_1pct_fpr=tpr_at_fpr(m, n, LOW_FPRS[0]), tpr_at_1pct_fpr=tpr_at_fpr(m, n, LOW_FPRS[1]),
+                membership_epsilon_lb=eps["epsilon_lb"], membership_epsilon=eps)
 
 
 def loss_threshold_attack(score: Callable[[np.ndarray], np.ndarray], split: DataSplit, n: int = 500,
-                          seed: int = 0, scores_out: dict | None = None) -> MembershipResult:
+                          seed: int = 0, scores_out: dict | None = None, delta: float = 0.0) -> MembershipResult:
     """`score` maps images to logits (in-process model or the served endpoint). `scores_out`, when given,
-    receives the member and non-member scores (for the ROC plot)."""
+    receives the member and non-member scores (for the ROC plot). `delta` is the model's: the epsilon lower
+    bound is of (epsilon, delta)-DP."""
     rng = np.random.default_rng(seed)
     held_out_x = np.concatenate([split.x_val, split.x_test])
     held_out_y = np.concatenate([split.y_val, split.y_test])
@@ -173,4 +207,4 @@ def loss_threshold_attack(score: Callable[[np.ndarray], np.ndarray], split: Data
     n_score = logit_confidence(n_logits, held_out_y[non_members])
     if scores_out is not None:
         scores_out.update(members=m_score, non_members=n_score)
-    return MembershipResult(**membership_statistics(m_score, n_score, seed), n_members=n, n_non_members=n)
+    return MembershipResult(**membership_statistics(m_score, n_score, seed, delta), n_members=n, n_non_members=n)

@@ -8,7 +8,9 @@ from typing import Any
 
 from mnist_etc.atomic import staged_dir, write_json_atomic
 from mnist_etc.audit.attacks.report import GRID_ROWS, TRAINING_DATA_TITLE, save_grid
+from mnist_etc.audit.bounds import pure_dp_epsilon_for_auc
 from mnist_etc.audit.membership import save_roc_plot
+from mnist_etc.audit.reconstruction import describe_reconstruction
 
 AUDITS_DIR = Path("artifacts/audits")
 ATTACK_COLUMNS = (("served_attack", "public-prior through the served model"),
@@ -35,6 +37,27 @@ def _epsilon(privacy: dict[str, Any]) -> str:
     return f"{eps:.3g}" + (f" (RDP bound {float(rdp):.3g})" if rdp is not None else "")
 
 
+def membership_epsilon_line(m: dict[str, Any], privacy: dict[str, Any]) -> str:
+    """membership_epsilon_lb beside the accounted epsilon (older records have none)."""
+    if m.get("membership_epsilon_lb") is None:
+        return "Membership as epsilon: not measured (an older audit)."
+    e = m.get("membership_epsilon") or {}
+    counts = (f" (threshold fitted on one half; on the other {e['true_positives']} of {e['members']} members and "
+              f"{e['false_positives']} of {e['non_members']} non-members flagged; TPR >= {e['tpr_low']:.3f}, "
+              f"FPR <= {e['fpr_high']:.3f}, Clopper-Pearson, delta {e['delta']:.3g})" if e else "")
+    return (f"Membership as epsilon: **membership_epsilon_lb {m['membership_epsilon_lb']:.3f}** (95%) beside the "
+            f"accounted epsilon **{_epsilon(privacy)}**{counts}: the model is shown not to be "
+            f"(membership_epsilon_lb, delta)-DP; above the accounted epsilon would mean the accounting or DP-SGD is wrong.")
+
+
+def membership_auc_reason(bound: float) -> str:
+    if bound >= 1:
+        return f"The AUC bound {bound:g} admits any membership signal."
+    return (f"The AUC bound {bound:g} is the largest AUC a pure epsilon-DP mechanism allows at epsilon "
+            f"{pure_dp_epsilon_for_auc(bound):.3f} (max AUC = e^eps / (1 + e^eps)): a membership signal beyond what "
+            f"a strongly private model could show, whatever the accounted epsilon.")
+
+
 def membership_lines(m: dict[str, Any]) -> list[str]:
     return [f"Membership inference ({m.get('score', 'loss')} through the served model, {m['n_members']} training "
             f"members vs {m['n_non_members']} held-out non-members): AUC {m['auc']:.4f} [{m['auc_low']:.4f}, "
@@ -49,6 +72,10 @@ def canary_lines(c: dict[str, Any] | None) -> list[str]:
     if c is None:
         return ["One-run canary audit: not run (the model is not DP; --canary-audit on runs it)."]
     acc = float(c["accounted_epsilon"])
+    if "grid" not in c:   # the rewritten canary record: the gate's explanation says the rest
+        return [f"One-run canary audit: **epsilon_lb {float(c['epsilon_lb']):.3f}** beside the accounted epsilon "
+                f"{'inf' if math.isinf(acc) else f'{acc:.3f}'} of its run"
+                + (f" ({float(c['epsilon_lb']) / acc:.0%} of it)" if math.isfinite(acc) and acc > 0 else "") + "."]
     return [f"One-run canary audit (Steinke, Nasr and Jagielski 2023): **epsilon_lb {c['epsilon_lb']:.3f}** at "
             f"{c['confidence']:.0%} confidence beside the accounted epsilon "
             f"{'inf' if math.isinf(acc) else f'{acc:.3f}'} of the same run ({c['accounted_n_train']} training "
@@ -59,24 +86,38 @@ def canary_lines(c: dict[str, Any] | None) -> list[str]:
                if not c["consistent"] else "The bound does not exceed the accounted epsilon.")]
 
 
+def _audit_verdict(v: dict[str, Any]) -> str:
+    verdict = v.get("verdict") or ("PASSED" if v["passed"] else "FAILED")
+    if verdict == "INCONCLUSIVE":
+        return f"INCONCLUSIVE ({'counted as passed' if v['passed'] else 'counted as failed'}: --inconclusive " \
+               f"{v.get('inconclusive_policy', 'fail')})"
+    return verdict
+
+
 def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: str = "roc.png") -> str:
+    from mnist_etc.audit.gates import INTERSECTION_UNION
+
     v = rec["verdict"]
     served = rec["served_attack"]
     lines = [
-        f"# Privacy audit {'PASSED' if v['passed'] else 'FAILED'}: {rec['lineage']}",
+        f"# Privacy audit {_audit_verdict(v)}: {rec['lineage']}",
         "",
         f"- audited: {rec['created']}; model `{rec['model_path']}`"
         + (f"; served as `{rec['served']['model']}` v{rec['served']['version']} at {rec['served']['url']}"
            if rec.get("served") else ""),
         f"- privacy of training: epsilon {_epsilon(rec['privacy'])}; {rec['privacy'].get('statement', '')}",
         f"- verdict: {'; '.join(v['reasons']) if v['reasons'] else 'every test passed'}",
+        f"- {INTERSECTION_UNION} Each gate says PASS only when its interval lies wholly on the safe side of its "
+        f"bound, FAIL when wholly on the unsafe side, INCONCLUSIVE otherwise.",
         "",
         "| test | figure | bound | verdict | why |",
         "| --- | --- | --- | --- | --- |",
     ]
     for t in v["tests"]:
-        lines.append(f"| {t['name']} | {_fmt(t['figure'])} | {t['bound']} | {'pass' if t['passed'] else 'FAIL'} | "
-                     f"{t['explanation']} |")
+        verdict = t.get("verdict") or ("PASS" if t["passed"] else "FAIL")
+        lines.append(f"| {t['name']} | {_fmt(t['figure'])} | {t['bound']} | **{verdict}** | {t['explanation']} |")
+    for t in v.get("not_applicable", []):
+        lines.append(f"| {t['name']} | - | - | does not apply | {t['explanation']} |")
     present = [(key, label) for key, label in ATTACK_COLUMNS if key in rec]
     lines += ["", "| figure | " + " | ".join(label for _, label in present) + " |",
               "| --- |" + " --- |" * len(present)]
@@ -108,10 +149,16 @@ def render_markdown(rec: dict[str, Any], grid_name: str = "grid.png", roc_name: 
         "",
         *membership_lines(m),
         "",
+        membership_auc_reason(float(rec.get("config", {}).get("membership_auc_bound", 0.6))),
+        "",
+        membership_epsilon_line(m, rec["privacy"]),
+        "",
+        *([describe_reconstruction(rec["reconstruction"]), ""] if rec.get("reconstruction") else []),
         *canary_lines(rec.get("canary_audit")),
         "",
         f"Previous audit of this lineage: {v['previous'] or 'none'}"
-        + (f"; excess cosine change {v['growth']:+.4f}" if v["growth"] is not None else ""),
+        + (f"; excess cosine change {v['growth']:+.4f}" if v["growth"] is not None else "")
+        + (" [%+.4f, %+.4f] (95%%)" % tuple(v["growth_interval"]) if v.get("growth_interval") else ""),
         "",
         f"![{TRAINING_DATA_TITLE if rec.get('show_training_data') else GRID_ROWS}]({grid_name})",
         "",

@@ -8,7 +8,10 @@ Measurements on one model (`run_audit`):
 - the same attacker in process (the served model must agree), and the own-decoder attack in process (what
   an insider with the weights gets), for the record;
 - confidence-threshold membership inference through the served model: AUC with a 95% interval, p-value,
-  split-half advantage, TPR at 0.1% and 1% FPR;
+  split-half advantage, TPR at 0.1% and 1% FPR, and the empirical epsilon lower bound it implies
+  (`membership_epsilon_lb`, at the model's delta);
+- the reconstruction bound from the model's PLD beside the served attack's identification rate on members
+  (`mnist_etc.audit.reconstruction`; no bound for epsilon = inf);
 - the one-run canary audit (`mnist_etc.audit.canary`, on by default when the model is DP): an empirical
   lower bound on epsilon from one training run of the model's configuration with canaries, which must not
   exceed the accounted epsilon.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -83,10 +87,24 @@ def run_audit(stored: StoredModel, split: DataSplit, served_score: Score, cfg: A
             record[key] = _attack_entry(result, counted)
     scores: dict[str, np.ndarray] = {}
     record["membership"] = loss_threshold_attack(served_score, split, n=cfg.membership_samples,
-                                                 seed=cfg.attack.seed, scores_out=scores).as_dict()
+                                                 seed=cfg.attack.seed, scores_out=scores,
+                                                 delta=stored.config.delta).as_dict()
+    record["reconstruction"] = reconstruction_of(stored, split, served)
     record["_served_result"] = served
     record["_membership_scores"] = scores
     return record
+
+
+def reconstruction_of(stored: StoredModel, split: DataSplit, served: AttackResult) -> dict[str, Any]:
+    """The `reconstruction` section: the served attack's identification on members and non-members, and the
+    bound of the model's training (its events at the n_train its model.json accounted; none for epsilon = inf)."""
+    from mnist_etc.dp.accounting import training_events
+    from mnist_etc.audit.reconstruction import reconstruction_record
+
+    n_train = int(stored.record.get("data", {}).get("n_train", 0)) or split.n_train
+    events = training_events(stored.config, n_train) if math.isfinite(stored.epsilon) else None
+    candidates = round(1 / served.summary["identification_chance"])
+    return reconstruction_record(served.scores["identification_rank"], served.victims.member, events, candidates)
 
 
 def previous_audit(audits_dir: Path, lineage: str) -> dict[str, Any] | None:

@@ -1,6 +1,9 @@
 """An MLflow run per privacy audit of a champion (experiment `privacy-audit`): the attacks' and membership
-figures, the verdict and each test's as metrics, the audit policy as parameters, the report's files as
-artifacts; the run ends FINISHED when the audit passed, FAILED when it did not.
+figures, the bounds, the verdict and each test's as metrics, the audit policy as parameters, the report's files
+as artifacts; the run ends FINISHED when the audit passed, FAILED when it did not.
+
+Verdicts as metrics: `audit_verdict` and `test_<name>_verdict` are 1 for PASS(ED), 0 for FAIL(ED) and 0.5 for
+INCONCLUSIVE; `audit_passed` and `test_<name>_passed` are 1 or 0 (the audit's under its `inconclusive` policy).
 
     >>> run_id = log_audit_run(record, Path("artifacts/audits/<time>"), tracking_uri)   # record: audit.json
 """
@@ -14,6 +17,7 @@ from typing import Any
 from mnist_etc.tracking.layout import AUDIT_EXPERIMENT, default_tracking_uri
 
 REPORT_FILES = ("audit.json", "report.md", "grid.png", "roc.png")
+VERDICT_METRIC = {"PASS": 1.0, "PASSED": 1.0, "FAIL": 0.0, "FAILED": 0.0, "INCONCLUSIVE": 0.5}
 
 
 def log_audit_run(record: dict[str, Any], report_dir: Path, tracking_uri: str | None) -> str:
@@ -26,8 +30,9 @@ def log_audit_run(record: dict[str, Any], report_dir: Path, tracking_uri: str | 
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
     exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(AUDIT_EXPERIMENT)
+    verdict = record["verdict"]
     run = client.create_run(exp_id, run_name=f"audit-{report_dir.name}", tags={"lineage": record["lineage"],
-                            "passed": str(record["verdict"]["passed"])})
+                            "passed": str(verdict["passed"]), "verdict": verdict.get("verdict", "")})
     metrics: dict[str, float] = {}
     for key, prefix in (("served_attack", "served"), ("in_process_attack", "in_process"),
                         ("own_decoder_attack", "own_decoder")):
@@ -39,9 +44,24 @@ def log_audit_run(record: dict[str, Any], report_dir: Path, tracking_uri: str | 
                    membership_advantage=m["advantage"], membership_p_value=m["p_value"],
                    membership_tpr_at_0_1pct_fpr=m["tpr_at_0_1pct_fpr"], membership_tpr_at_1pct_fpr=m["tpr_at_1pct_fpr"],
                    triton_images_per_second=record["served_attack"]["images_per_second"],
-                   audit_passed=float(record["verdict"]["passed"]))
-    for t in record["verdict"]["tests"]:
+                   audit_passed=float(verdict["passed"]))
+    if "verdict" in verdict:
+        metrics["audit_verdict"] = VERDICT_METRIC[verdict["verdict"]]
+    if m.get("membership_epsilon_lb") is not None:
+        metrics["membership_epsilon_lb"] = float(m["membership_epsilon_lb"])
+    r = record.get("reconstruction") or {}
+    for key, name in (("members_identification_rate", "members_identification_rate"),
+                      ("members_identification_low", "members_identification_low"),
+                      ("members_identification_high", "members_identification_high"),
+                      ("non_members_identification_rate", "non_members_identification_rate"),
+                      ("bound", "reconstruction_bound"), ("bound_low", "reconstruction_bound_low"),
+                      ("bound_high", "reconstruction_bound_high"), ("bound_chance", "reconstruction_bound_chance")):
+        if r.get(key) is not None:   # no bound for epsilon = inf: no metric (MLflow metrics cannot be None)
+            metrics[name] = float(r[key])
+    for t in verdict["tests"]:
         metrics[f"test_{t['name']}_passed"] = float(t["passed"])
+        if "verdict" in t:
+            metrics[f"test_{t['name']}_verdict"] = VERDICT_METRIC[t["verdict"]]
     c = record.get("canary_audit")
     if c is not None:
         metrics.update(canary_epsilon_lb=c["epsilon_lb"], canary_confidence=c["confidence"],

@@ -25,6 +25,27 @@ def stage_event(n_train, batch_size, epochs, noise_multiplier):
 
 # --------------------------------------------------------------------------------------- 1. membership
 
+@pytest.mark.parametrize("eps", [0.0, 0.405, 1.0, 3.12, 8.0])
+def test_pure_dp_max_auc_is_the_area_under_the_best_pure_dp_roc(eps):
+    # Independent: integrate the ROC TPR = 1 - f(FPR) of f_{eps,0}(a) = max(0, 1 - e^eps a, e^-eps (1 - a))
+    # numerically (Kairouz, Oh, Viswanath 2015).
+    from scipy import integrate
+
+    def tpr(a):
+        return 1 - max(0.0, 1 - math.exp(eps) * a, math.exp(-eps) * (1 - a))
+
+    area, _ = integrate.quad(tpr, 0, 1, points=[1 / (1 + math.exp(eps))], epsabs=1e-12)
+    assert bounds.pure_dp_max_auc(eps) == pytest.approx(area, abs=1e-9)
+    assert bounds.pure_dp_epsilon_for_auc(bounds.pure_dp_max_auc(eps)) == pytest.approx(eps, abs=1e-9)
+
+
+def test_the_default_auc_bound_is_that_of_pure_eps_log_1_5():
+    from mnist_etc.audit.config import AuditConfig
+
+    assert bounds.pure_dp_epsilon_for_auc(AuditConfig().membership_auc_bound) == pytest.approx(math.log(1.5))
+    assert bounds.pure_dp_max_auc(3.12) == pytest.approx(0.958, abs=1e-3)   # the "about 0.96"
+
+
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (37, 120), (120, 120)])
 def test_clopper_pearson_bounds_are_where_the_binomial_tail_equals_the_error(k, n):
     # Independent characterisation: the lower bound L has P[Bin(n, L) >= k] = 1 - c, the upper U has

@@ -68,3 +68,32 @@ def test_logit_confidence_is_log_odds_of_the_true_class():
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     expected = np.log(p[[0, 1], [0, 2]] / (1 - p[[0, 1], [0, 2]]))
     np.testing.assert_allclose(logit_confidence(logits, np.array([0, 2])), expected)
+
+
+def test_membership_epsilon_from_synthetic_scores():
+    from mnist_etc.audit.bounds import membership_epsilon_bound
+    from mnist_etc.audit.membership import split_half_epsilon
+
+    rng = np.random.default_rng(3)
+    # Strongly separable: every member above every non-member. On 250 + 250 held-out examples, all right, the
+    # bound is log((TPR_low - delta) / FPR_high) with each at 97.5%: TPR_low = 0.025^(1/250) = 0.98535,
+    # FPR_high = 1 - 0.98535, so log((0.98535 - 1e-5) / 0.014647) = 4.209.
+    strong = split_half_epsilon(rng.normal(10, 1, 500), rng.normal(0, 1, 500), seed=0, delta=1e-5)
+    assert strong["true_positives"] == 250 and strong["false_positives"] == 0
+    assert strong["epsilon_lb"] == pytest.approx(membership_epsilon_bound(250, 250, 0, 250, 0.95, 1e-5).epsilon_lb)
+    assert strong["epsilon_lb"] == pytest.approx(4.209, abs=1e-3)
+    # Identical distributions: true epsilon 0, so a 95% lower bound above 0 may come up at most ~5% of the time
+    # (counts here are exactly binomial, the bound's assumption). 40 seeds: Binomial(40, 0.05) exceeds 6 with
+    # probability 0.4%.
+    null = [split_half_epsilon(rng.normal(size=300), rng.normal(size=300), seed=s)["epsilon_lb"] for s in range(40)]
+    assert sum(e > 0 for e in null) <= 6 and max(null) < 0.5
+
+
+def test_membership_epsilon_lbs_match_the_scalar_bound():
+    from mnist_etc.audit.bounds import membership_epsilon_bound, membership_epsilon_lbs
+
+    tp, fp = np.array([0, 1, 17, 40, 40, 25, 3]), np.array([0, 0, 2, 0, 40, 30, 1])
+    vector = membership_epsilon_lbs(tp, 40, fp, 40, 0.9, 1e-3)
+    assert vector == pytest.approx([membership_epsilon_bound(int(a), 40, int(b), 40, 0.9, 1e-3).epsilon_lb
+                                    for a, b in zip(tp, fp)], rel=1e-10)
+    assert vector[3] > 2 and vector[0] == 0.0

@@ -1,4 +1,5 @@
-"""Gate `excess_leakage`: the served attack's excess cosine over the label-only baseline, against its bound."""
+"""Gate `excess_leakage`: the served attack's excess cosine over the label-only baseline, against its bound.
+PASS only when the whole 95% interval is at or below the bound (burden of proof on safety)."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,10 +13,7 @@ class LeakageGate(Gate):
 
     def judge(self, record: dict[str, Any], previous: dict[str, Any] | None, cfg: AuditConfig) -> GateResult:
         s = record["served_attack"]["summary"]
-        low = s["excess_cosine_low"]
-        ok = low <= cfg.leakage_bound
-        return self.result(s["excess_cosine"], f"95% interval low end <= {cfg.leakage_bound:g}", ok,
-                           f"excess cosine over the label-only baseline {s['excess_cosine']:+.4f} "
-                           f"[{low:+.4f}, {s['excess_cosine_high']:+.4f}]: "
-                           + ("not shown to exceed the bound" if ok else
-                              f"the whole interval is above {cfg.leakage_bound:g}"))
+        n = int(s.get("victims_per_group", 0) or 0)
+        return self.interval(s["excess_cosine"], s["excess_cosine_low"], s["excess_cosine_high"], cfg.leakage_bound,
+                             n, "victims per group", "excess cosine over the label-only baseline",
+                             f"95% interval <= {cfg.leakage_bound:g}")
