@@ -108,9 +108,9 @@ def test_train_from_the_console_script_keeps_tensorflow_noise_away(tmp_path):
     (["audit", "--inconclusive", "maybe"], "argument --inconclusive: invalid choice: 'maybe' (choose from 'pass', 'fail')"),
     (["pipeline", "--inconclusive", "yes"], "argument --inconclusive: invalid choice: 'yes' (choose from 'pass', 'fail')"),
     (["pipeline", "--audit-victims", "3"], "--audit-victims must be at least 50 per group"),
-    (["audit", "--canaries", "1"], "--canaries must be an integer >= 2, got 1."),
+    (["audit", "--canaries", "1"], "--canaries must be an integer in 2..10000000, got 1."),
     (["audit", "--canary-confidence", "1"], "--canary-confidence must be a number strictly between 0 and 1, got 1.0."),
-    (["audit-dp", "--canaries", "0"], "--canaries must be an integer >= 2, got 0."),
+    (["audit-dp", "--canaries", "0"], "--canaries must be an integer in 2..10000000, got 0."),
     (["audit-dp", "--inclusion", "0"], "--inclusion must be a number strictly between 0 and 1, got 0.0."),
     (["audit-dp", "--confidence", "1.2"], "--confidence must be a number strictly between 0 and 1, got 1.2."),
 ])

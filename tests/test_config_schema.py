@@ -71,7 +71,7 @@ def test_nested_mistakes_name_their_key_path(tmp_path, text, sentence):
 
 
 @pytest.mark.parametrize("argv, phrase", [
-    (["audit", "--canaries", "1"], "--canaries must be an integer >= 2, got 1."),
+    (["audit", "--canaries", "1"], "--canaries must be an integer in 2..10000000, got 1."),
     (["audit", "--victims", "10"], "--victims must be at least 50 per group"),
     (["pipeline", "--audit-victims", "10"], "--audit-victims must be at least 50 per group"),
     (["pipeline", "--space", "search_spaces/nope.yaml"], "search space 'search_spaces/nope.yaml' does not exist"),

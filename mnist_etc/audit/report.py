@@ -72,18 +72,23 @@ def canary_lines(c: dict[str, Any] | None) -> list[str]:
     if c is None:
         return ["One-run canary audit: not run (the model is not DP; --canary-audit on runs it)."]
     acc = float(c["accounted_epsilon"])
-    if "grid" not in c:   # the rewritten canary record: the gate's explanation says the rest
-        return [f"One-run canary audit: **epsilon_lb {float(c['epsilon_lb']):.3f}** beside the accounted epsilon "
-                f"{'inf' if math.isinf(acc) else f'{acc:.3f}'} of its run"
-                + (f" ({float(c['epsilon_lb']) / acc:.0%} of it)" if math.isfinite(acc) and acc > 0 else "") + "."]
-    return [f"One-run canary audit (Steinke, Nasr and Jagielski 2023): **epsilon_lb {c['epsilon_lb']:.3f}** at "
-            f"{c['confidence']:.0%} confidence beside the accounted epsilon "
-            f"{'inf' if math.isinf(acc) else f'{acc:.3f}'} of the same run ({c['accounted_n_train']} training "
-            f"examples with the {c['included']} included canaries). {c['canaries']} {c['design']}; "
-            f"{c['correct']} of {c['guesses']} guesses right (best of {len(c['grid'])} guess counts, Bonferroni "
-            f"corrected); canary AUC {_fmt(c.get('canary_auc'))}; {c['seconds']:.0f} s. "
-            + ("The lower bound is above the accounted epsilon: **the accounting or the DP-SGD code is wrong**."
-               if not c["consistent"] else "The bound does not exceed the accounted epsilon.")]
+    lines = [f"One-run canary audit (white-box, every step; Steinke, Nasr and Jagielski 2023, f-DP bound of "
+             f"Mahloujifar et al. 2025): **epsilon_lb {float(c['epsilon_lb']):.3f}** at {c['confidence']:.0%} "
+             f"confidence beside the model's accounted epsilon {'inf' if math.isinf(acc) else f'{acc:.3f}'}"
+             + (f" (**{float(c['epsilon_lb']) / acc:.0%} of it**)" if math.isfinite(acc) and acc > 0 else "")
+             + f"; Steinke et al.'s bound {_fmt(c.get('epsilon_lb_steinke'))}."]
+    if "k_in" in c:
+        lines.append(
+            f"{c['canaries']} {c['design']}; {c['k_in']} guesses \"in\" and {c['k_out']} \"out\" planned on a "
+            f"simulation of the accounted mechanism, {c['correct']} of {c['guesses']} right; a correct implementation "
+            f"reaches {_fmt(c.get('expected_epsilon_lb'))} with these canaries (simulated), noise mis-scaled 2x "
+            f"{'would' if c.get('catches_2x') else 'would not'} be caught (simulated epsilon_lb "
+            f"{_fmt(c.get('bug_epsilon_lb'))}); the observation {'REJECTS' if c.get('rejects_accounted') else 'does not reject'} "
+            f"the accounted trade-off curve; the scores {'depend' if c.get('scores_depend_on_training_data') else 'do not depend'} "
+            f"on training digits; {c['seconds']:.0f} s.")
+    if not c["consistent"]:
+        lines.append("The observation contradicts the accounting: **the accounting or the DP-SGD code is wrong**.")
+    return lines
 
 
 def _audit_verdict(v: dict[str, Any]) -> str:

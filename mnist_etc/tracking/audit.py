@@ -69,6 +69,12 @@ def log_audit_run(record: dict[str, Any], report_dir: Path, tracking_uri: str | 
                        canary_audit_consistent=float(c["consistent"]))
         if math.isfinite(float(c["accounted_epsilon"])):
             metrics["canary_accounted_epsilon"] = float(c["accounted_epsilon"])
+        for key in ("epsilon_lb_steinke", "expected_epsilon_lb", "fraction_of_accounted", "bug_epsilon_lb"):
+            if c.get(key) is not None:
+                metrics[f"canary_{key}"] = float(c[key])
+        for key in ("rejects_accounted", "catches_2x"):
+            if c.get(key) is not None:
+                metrics[f"canary_{key}"] = float(bool(c[key]))
     if record["verdict"]["growth"] is not None:
         metrics["excess_cosine_growth"] = record["verdict"]["growth"]
     for k in ("epsilon", "epsilon_rdp"):

@@ -1,5 +1,5 @@
 """Gate `canary_audit`: the one-run canary audit must agree with the accounted epsilon and be strong enough to
-have caught a factor-2 error. Applies when the audit ran one.
+have caught a factor-2 error. Applies when the audit ran one on a model with a finite accounted epsilon.
 
 FAIL when the observation contradicts the accounting (`consistent` false: it rejects the accounted trade-off
 curve, or epsilon_lb is above the accounted epsilon: the accounting or the DP-SGD code is wrong); PASS when it
@@ -31,6 +31,9 @@ class CanaryGate(Gate):
         if c is None:
             return self.not_applicable("no canary audit ran (the model is not DP, or --canary-audit off)")
         lb, acc = float(c["epsilon_lb"]), float(c.get("accounted_epsilon", math.inf))
+        if math.isinf(acc):
+            return self.not_applicable(f"the model is not private (accounted epsilon inf): nothing for the canary "
+                                       f"audit to contradict (epsilon_lb {lb:.3f} measures how much one example moves it)")
         rejects = bool(c.get("rejects_accounted", False))
         consistent = bool(c.get("consistent", not rejects and lb <= acc))
         catches = c.get("catches_2x")
