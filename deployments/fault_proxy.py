@@ -14,6 +14,7 @@ connections it closed on purpose.
 from __future__ import annotations
 
 import collections
+import json
 import queue
 import socket
 import struct
@@ -24,8 +25,10 @@ CHUNK = 65536
 
 
 class FaultProxy:
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int], max_connections: int = 256) -> None:
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int], max_connections: int = 256,
+                 allow: set[str] | None = None) -> None:
         self.listen_addr, self.target = listen, target
+        self.allow = allow            # client addresses let through (None: all); others are reset and counted
         self.max_connections = max_connections
         self.delay = 0.0
         self.drop_every = 0
@@ -33,6 +36,7 @@ class FaultProxy:
         self.peers: collections.Counter[str] = collections.Counter()
         self.accepted = 0
         self.dropped = 0
+        self.refused: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._live: set[socket.socket] = set()
         self._stop = threading.Event()
@@ -95,10 +99,14 @@ class FaultProxy:
             with self._lock:
                 self.accepted += 1
                 self.peers[peer[0]] += 1
-                drop = (self.cut or (self.drop_every and self.accepted % self.drop_every == 0)
-                        or len(self._live) >= 2 * self.max_connections)
-                if drop:
-                    self.dropped += 1
+                if self.allow is not None and peer[0] not in self.allow:
+                    self.refused[peer[0]] += 1
+                    drop = True
+                else:
+                    drop = (self.cut or (self.drop_every and self.accepted % self.drop_every == 0)
+                            or len(self._live) >= 2 * self.max_connections)
+                    if drop:
+                        self.dropped += 1
             if drop:
                 _reset(client)
                 continue
@@ -172,3 +180,51 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"error: {text!r} is not HOST:PORT.")
+    return host, int(port)
+
+
+def main() -> int:
+    """Run one proxy until SIGTERM, printing each accepted client address (the harness's record of who used the
+    path): `python deployments/fault_proxy.py --listen 10.231.0.1:15432 --target 127.0.0.1:5432`."""
+    import argparse
+    import signal
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--listen", required=True, type=_addr, help="HOST:PORT to accept on")
+    ap.add_argument("--target", required=True, type=_addr, help="HOST:PORT to forward to")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds added to each chunk, both directions")
+    ap.add_argument("--drop-every", type=int, default=0, help="close every Nth new connection (0: none)")
+    ap.add_argument("--allow", action="append", help="a client address let through (repeatable; default: all)")
+    args = ap.parse_args()
+    proxy = FaultProxy(args.listen, args.target, allow=set(args.allow) if args.allow else None)
+    proxy.set(delay=args.delay, drop_every=args.drop_every)
+    try:
+        proxy.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.listen[0]}:{args.listen[1]} ({exc.strerror}).", file=sys.stderr)
+        return 2
+    print(f"proxy {proxy.address} -> {args.target[0]}:{args.target[1]}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    seen = 0
+    while not stop.wait(0.5):
+        with proxy._lock:
+            accepted, peers, refused = proxy.accepted, dict(proxy.peers), dict(proxy.refused)
+        if accepted != seen:
+            seen = accepted
+            print(f"peers {json.dumps(peers, sort_keys=True)} refused {json.dumps(refused, sort_keys=True)}",
+                  flush=True)
+    proxy.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
