@@ -254,3 +254,98 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ------------------------------------------------------------------------------------- checks (tests, benchmarks)
+
+def api(state: dict, path: str, body: dict | None = None, server: str = "prefect") -> Any:
+    """A request to the stack's Prefect API (POST with a JSON body) or MLflow REST API (GET), authenticated."""
+    import base64
+    import urllib.request
+
+    values = local_stack.read_env_file(Path(state["secrets_file"]))
+    if server == "prefect":
+        req = urllib.request.Request(f"{state['api_url']}{path}", data=json.dumps(body or {}).encode(),
+                                     headers=local_stack.api_headers(values["PREFECT_API_AUTH_STRING"]))
+    else:
+        creds = f"{values['MLFLOW_TRACKING_USERNAME']}:{values['MLFLOW_TRACKING_PASSWORD']}"
+        req = urllib.request.Request(f"{state['mlflow_url']}{path}",
+                                     headers={"Authorization": "Basic " + base64.b64encode(creds.encode()).decode()})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def trial_flow_runs(state: dict, study: str) -> list[dict]:
+    runs = api(state, "/flow_runs/filter", {"flow_runs": {"name": {"like_": f"{study}-trial-"}}, "limit": 200})
+    return [r for r in runs if r["name"].startswith(f"{study}-trial-")]
+
+
+def where_trials_ran(state: dict, study: str) -> dict[str, str]:
+    """Flow-run id -> the worker host whose directory the trial ran in (from the trial flow's own log line,
+    'trial #N of study S in <dir>'), or '?' when no worker host's directory is named."""
+    runs = trial_flow_runs(state, study)
+    logs = api(state, "/logs/filter", {"logs": {"flow_run_id": {"any_": [r["id"] for r in runs]}}, "limit": 200})
+    hosts = {w["dir"]: w["host"] for w in state["workers"]}
+    found = {r["id"]: "?" for r in runs}
+    for line in logs:
+        msg = line.get("message", "")
+        if f" of study {study} in " in msg:
+            path = msg.split(f" of study {study} in ", 1)[1].split(":", 1)[0]
+            found[line["flow_run_id"]] = next((h for d, h in hosts.items() if path.startswith(d + "/")), "?")
+    return found
+
+
+def secret_values(state: dict) -> dict[str, str]:
+    values = local_stack.read_env_file(Path(state["secrets_file"]))
+    values["PREFECT_API_AUTH_STRING"] = values["PREFECT_API_AUTH_STRING"].split(":", 1)[1]   # the password part
+    values.pop("MLFLOW_TRACKING_USERNAME", None)   # a user name, not a secret
+    return values
+
+
+def find_secrets(state: dict, databases: list[str] | None = None) -> list[str]:
+    """Where a secret of the stack shows up outside its own files: every file under the stack's root (logs,
+    artifacts, worker directories, state), the Prefect flow runs' parameters and all their logs, the MLflow runs'
+    params and tags, and a pg_dump of `databases` (the stack's three by default). Returns 'KEY in WHERE' lines."""
+    import shutil
+
+    values = secret_values(state)
+    own = {Path(state["secrets_file"]).name, local_stack.WORKER_SECRETS_FILE, local_stack.MLFLOW_AUTH_FILE}
+    found = []
+    for path in Path(state["root"]).rglob("*"):
+        if path.is_file() and path.name not in own:
+            data = path.read_bytes()
+            found += [f"{k} in {path}" for k, v in values.items() if v.encode() in data]
+    runs = api(state, "/flow_runs/filter", {"limit": 200})
+    texts = {"Prefect flow-run parameters": json.dumps([r.get("parameters") for r in runs]),
+             "Prefect flow-run job variables": json.dumps([r.get("job_variables") for r in runs])}
+    logs, offset = [], 0
+    while offset < 20_000:   # bounded: at most 100 pages of 200
+        page = api(state, "/logs/filter", {"limit": 200, "offset": offset})
+        logs += [line.get("message", "") for line in page]
+        offset += 200
+        if len(page) < 200:
+            break
+    texts["Prefect logs"] = "\n".join(logs)
+    experiments = api(state, "/api/2.0/mlflow/experiments/search?max_results=1000", server="mlflow")
+    ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
+    mruns = api(state, "/api/2.0/mlflow/runs/search?" + "&".join(f"experiment_ids={i}" for i in ids)
+                + "&max_results=1000", server="mlflow") if ids else {}
+    texts["MLflow params and tags"] = json.dumps([r.get("data") for r in mruns.get("runs", [])])
+    if shutil.which("pg_dump"):
+        dbs = local_stack.Databases(state["database_url"])
+        for name in databases or dbs.names():
+            dump = subprocess.run(["pg_dump", "-h", dbs.host, "-p", str(dbs.port), "-U", dbs.url.username or "postgres",
+                                   name], capture_output=True, text=True, timeout=300)
+            texts[f"pg_dump of {name}"] = dump.stdout if dump.returncode == 0 else f"(pg_dump failed {dump.stderr})"
+    for where, text in texts.items():
+        found += [f"{k} in {where}" for k, v in values.items() if v in text]
+    return found
+
+
+def pg_proxy_peers(state: dict) -> tuple[dict, dict]:
+    """(connections let through, connections refused) by client address, from the PostgreSQL proxy's log."""
+    lines = [l for l in Path(state["pg_proxy"]["log"]).read_text().splitlines() if l.startswith("peers ")]
+    if not lines:
+        return {}, {}
+    peers, refused = lines[-1][len("peers "):].split(" refused ")
+    return json.loads(peers), json.loads(refused)

@@ -187,12 +187,13 @@ class TestNet:
         addrs = [self.address(i) for i in indexes]
         _ip("netns", "add", ns)
         _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", name, "netns", self.switch)
+        port = f"port-{name}"   # its end on the switch (a bare name such as "a" would parse as an ip keyword)
+        _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", self.switch)
         for addr in addrs:
             _ip("-n", ns, "addr", "add", f"{addr}/{self.net.prefixlen}", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
-        _ip("-n", self.switch, "link", "set", name, "master", BRIDGE, "up")
-        host = Host(name, ns, addrs, name)
+        _ip("-n", self.switch, "link", "set", port, "master", BRIDGE, "up")
+        host = Host(name, ns, addrs, port)
         self.hosts[name] = host
         return host
 
