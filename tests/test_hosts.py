@@ -28,6 +28,8 @@ from deployments.fault_proxy import FaultProxy
 from tests.conftest import REPO, local_stack
 
 BIN = Path(sys.executable).parent
+# One network of namespaces named mnetc-* at a time: every test of this module on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("hosts")
 
 
 @pytest.fixture(scope="module")
@@ -253,12 +255,9 @@ def test_a_wrong_password_is_one_sentence_naming_the_server(auth_stack, tmp_path
     api, mlflow = auth_stack["state"]["api_url"], auth_stack["state"]["mlflow_url"]
     space = write_space(tmp_path, "authcheck", trials=1)
     base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "HOME") if k in os.environ}
+    # End to end once (the CLI on another host: exit status, no traceback), for Prefect.
     cases = [("Prefect", dict(base, PREFECT_API_AUTH_STRING="mnist-etc:not-the-password"),
-              f"the Prefect API at {api} refused this client's credentials (HTTP 401, wrong PREFECT_API_AUTH_STRING)"),
-             ("MLflow", dict(base, PREFECT_API_AUTH_STRING=secrets["PREFECT_API_AUTH_STRING"],
-                             MLFLOW_TRACKING_USERNAME="mnist-etc", MLFLOW_TRACKING_PASSWORD="not-the-password"),
-              f"the MLflow tracking server at {mlflow} refused this client's credentials (HTTP 401, wrong "
-              f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")]
+              f"the Prefect API at {api} refused this client's credentials (HTTP 401, wrong PREFECT_API_AUTH_STRING)")]
     for server, env, expected in cases:
         done = subprocess.run(net.command(client, [
             str(BIN / "mnist-etc"), "sweep", "--space", str(space), "--runner", "deployment", "--mlflow-uri", mlflow,
@@ -269,6 +268,29 @@ def test_a_wrong_password_is_one_sentence_naming_the_server(auth_stack, tmp_path
         assert expected in message, (server, done.stderr[-2000:])
         assert message.endswith(".") and message.count(". ") == 0, message
         assert "not-the-password" not in done.stderr + done.stdout
+
+    # The pre-start check from this host (10.231.0.1, the root namespace), for MLflow: wrong, then missing.
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from mnist_etc.errors import UserError
+    from runners.deployment import check_deployment_runner
+
+    for password, word in (("not-the-password", "wrong"), (None, "missing")):
+        env = {"MLFLOW_TRACKING_USERNAME": "mnist-etc", "MLFLOW_TRACKING_PASSWORD": password}
+        saved = {k: os.environ.get(k) for k in env}
+        try:
+            for k, v in env.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            with temporary_settings({PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: secrets["PREFECT_API_AUTH_STRING"]}):
+                with pytest.raises(UserError) as info:
+                    check_deployment_runner(mlflow)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        message = str(info.value)
+        assert message.startswith(f"the MLflow tracking server at {mlflow} refused this client's credentials (HTTP "
+                                  f"401, {word} MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"), message
+        assert message.endswith(".") and message.count(". ") == 0 and "not-the-password" not in message
 
 
 @pytest.mark.slow
