@@ -742,7 +742,8 @@ def main() -> int:
     ap.add_argument("--mlflow-port", type=int, default=None, help="MLflow server port (default: a free one)")
     ap.add_argument("--host", default=HOST,
                     help=f"address the Prefect and MLflow servers bind to (default {HOST}); a private interface "
-                         f"address lets workers on other machines in (docs/scale-out.md)")
+                         f"address lets workers on other machines in, and switches authentication on: generated "
+                         f"secrets in <dir>/{SECRETS_FILE} and <dir>/{WORKER_SECRETS_FILE} (docs/scale-out.md)")
     ap.add_argument("--mlflow-host", default=None,
                     help="address the MLflow server binds to (default: --host); off 127.0.0.1 authentication is on")
     ap.add_argument("--no-deploy", action="store_true", help="skip 'prefect deploy --all'")
