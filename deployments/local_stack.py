@@ -22,6 +22,11 @@ What `up` starts (everything on 127.0.0.1 unless --host names another address of
 study (the sweep's --storage, exported as MNIST_ETC_STUDY_STORAGE), Prefect uses NAME_prefect and MLflow NAME_mlflow;
 the three are created when missing.
 
+Off loopback (--host or --mlflow-host not 127.0.0.1) authentication is on: Prefect's API auth string, MLflow's
+basic-auth app, and with --database-url a PostgreSQL login role NAME_stack with a password; the generated secrets go
+to <dir>/secrets.env (everything; env.sh sources it) and <dir>/worker-secrets.env (what a worker machine needs), both
+0600 (docs/scale-out.md, "Authentication").
+
 Every worker runs in its own directory, <dir>/workers/<name>/ (its working directory and $MNIST_ETC_WORKER_DIR, which
 its flow runs inherit), with its own PREFECT_HOME there. Each server and worker is the leader of its own process
 group, recorded in stack.json with its name; Prefect starts each flow run in a session of its own, so `down` also
