@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deployments import host_stack  # noqa: E402
+from deployments import host_stack, hosts  # noqa: E402
 from deployments.fault_proxy import FaultProxy  # noqa: E402
 from tests.test_hosts import HOST_SPACE  # noqa: E402
 
@@ -221,9 +221,11 @@ def main() -> int:
                 prefect_proxy.stop()
                 mlflow_proxy.stop()
             results[scenario] = summary(state, study, sweep, rc, extra)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")   # kept if a later scenario fails
     finally:
         stack.down(drop_databases=True)
-        results["namespaces_left"] = host_stack.hosts.namespaces() + host_stack.hosts.root_links()
+        results["namespaces_left"] = hosts.namespaces() + hosts.root_links()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -259,7 +259,8 @@ if __name__ == "__main__":
 # ------------------------------------------------------------------------------------- checks (tests, benchmarks)
 
 def api(state: dict, path: str, body: dict | None = None, server: str = "prefect") -> Any:
-    """A request to the stack's Prefect API (POST with a JSON body) or MLflow REST API (GET), authenticated."""
+    """A request to the stack's Prefect API (POST with a JSON body) or MLflow REST API (GET, or POST with `body`),
+    authenticated."""
     import base64
     import urllib.request
 
@@ -269,8 +270,10 @@ def api(state: dict, path: str, body: dict | None = None, server: str = "prefect
                                      headers=local_stack.api_headers(values["PREFECT_API_AUTH_STRING"]))
     else:
         creds = f"{values['MLFLOW_TRACKING_USERNAME']}:{values['MLFLOW_TRACKING_PASSWORD']}"
-        req = urllib.request.Request(f"{state['mlflow_url']}{path}",
-                                     headers={"Authorization": "Basic " + base64.b64encode(creds.encode()).decode()})
+        headers = {"Authorization": "Basic " + base64.b64encode(creds.encode()).decode(),
+                   "Content-Type": "application/json"}
+        req = urllib.request.Request(f"{state['mlflow_url']}{path}", headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read() or b"null")
 
@@ -328,8 +331,8 @@ def find_secrets(state: dict, databases: list[str] | None = None) -> list[str]:
     texts["Prefect logs"] = "\n".join(logs)
     experiments = api(state, "/api/2.0/mlflow/experiments/search?max_results=1000", server="mlflow")
     ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
-    mruns = api(state, "/api/2.0/mlflow/runs/search?" + "&".join(f"experiment_ids={i}" for i in ids)
-                + "&max_results=1000", server="mlflow") if ids else {}
+    mruns = api(state, "/api/2.0/mlflow/runs/search", {"experiment_ids": ids, "max_results": 1000},
+                server="mlflow") if ids else {}
     texts["MLflow params and tags"] = json.dumps([r.get("data") for r in mruns.get("runs", [])])
     if shutil.which("pg_dump"):
         dbs = local_stack.Databases(state["database_url"])
