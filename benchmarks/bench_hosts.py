@@ -88,13 +88,15 @@ def running_on(state: dict, study: str, host: str, timeout: float = 300) -> str:
 def study_states(state: dict, study: str) -> dict[str, int]:
     import optuna
 
+    from mnist_etc.sweep.storage import open_storage
+
     from deployments.host_stack import local_stack
 
     secrets = local_stack.read_env_file(Path(state["secrets_file"]))
     storage = state["study_storage"].replace(f"{state['root_addr']}:{host_stack.PG_PROXY_PORT}", "127.0.0.1:5432")
     storage = storage.replace("_stack@", f"_stack:{secrets['PGPASSWORD']}@")
     counts: dict[str, int] = {}
-    for t in optuna.load_study(study_name=study, storage=storage).trials:
+    for t in optuna.load_study(study_name=study, storage=open_storage(storage)).trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
 

@@ -347,6 +347,8 @@ def run_host_sweep(state: dict, study: str, timeout: float = 900) -> subprocess.
 def test_a_sweep_runs_every_trial_on_worker_hosts_through_the_network(netns, tmp_path):
     import optuna
 
+    from mnist_etc.sweep.storage import open_storage
+
     name = f"mnist_etc_test_{uuid.uuid4().hex[:12]}"
     stack = host_stack.HostStack(tmp_path / "hosts", 2, f"postgresql://postgres@127.0.0.1:5432/{name}")
     try:
@@ -356,8 +358,8 @@ def test_a_sweep_runs_every_trial_on_worker_hosts_through_the_network(netns, tmp
 
         secrets = local_stack.read_env_file(Path(state["secrets_file"]))
         storage = state["study_storage"].replace(f"{state['root_addr']}:{host_stack.PG_PROXY_PORT}", "127.0.0.1:5432")
-        trials = optuna.load_study(study_name="hosts", storage=storage.replace(
-            "_stack@", f"_stack:{secrets['PGPASSWORD']}@")).trials
+        trials = optuna.load_study(study_name="hosts", storage=open_storage(storage.replace(
+            "_stack@", f"_stack:{secrets['PGPASSWORD']}@"))).trials
         assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 3, [t.state.name for t in trials]
 
         # Every trial's flow run COMPLETED on a worker host, and both hosts ran one.
