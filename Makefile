@@ -38,14 +38,18 @@ demo-core: setup
 # and the study on PostgreSQL: DATABASE_URL=postgresql://USER@HOST:PORT/NAME on the command line (the environment's
 # DATABASE_URL is ignored: the name is too common), default postgresql://postgres@127.0.0.1:5432/mnist_etc.
 # See docs/scale-out.md.
+# `make stack-up SCALE=N HOSTS=1` (as root) puts the stack on hosts of this machine: the servers in network namespace
+# mnetc-orch, each of the N trial workers in a namespace of its own, on the test subnet 10.231.0.0/24, with
+# authentication on (deployments/host_stack.py); `make stack-down HOSTS=1` removes every process, namespace and link.
 SCALE ?=
+HOSTS ?=
 SCALE_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/mnist_etc
-STACK_DATABASE_URL = $(if $(filter command line,$(origin DATABASE_URL)),$(DATABASE_URL),$(if $(SCALE),$(SCALE_DATABASE_URL)))
+STACK_DATABASE_URL = $(if $(filter command line,$(origin DATABASE_URL)),$(DATABASE_URL),$(if $(SCALE)$(HOSTS),$(SCALE_DATABASE_URL)))
 stack-up: setup
-	$(PY) deployments/local_stack.py up $(if $(SCALE),--workers $(SCALE)) $(if $(STACK_DATABASE_URL),--database-url '$(STACK_DATABASE_URL)')
+	$(if $(HOSTS),$(PY) deployments/host_stack.py up --workers $(or $(SCALE),2) --database-url '$(STACK_DATABASE_URL)',$(PY) deployments/local_stack.py up $(if $(SCALE),--workers $(SCALE)) $(if $(STACK_DATABASE_URL),--database-url '$(STACK_DATABASE_URL)'))
 
 stack-down:
-	$(PY) deployments/local_stack.py down
+	$(if $(HOSTS),$(PY) deployments/host_stack.py down,$(PY) deployments/local_stack.py down)
 
 # Two pytest-xdist workers: the tests that share the Prefect stack stay on one, those that share the temporary
 # Prefect server on one (tests/conftest.py groups them). TEST_WORKERS=0 runs them in one process.

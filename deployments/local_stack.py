@@ -22,6 +22,11 @@ What `up` starts (everything on 127.0.0.1 unless --host names another address of
 study (the sweep's --storage, exported as MNIST_ETC_STUDY_STORAGE), Prefect uses NAME_prefect and MLflow NAME_mlflow;
 the three are created when missing.
 
+Off loopback (--host or --mlflow-host not 127.0.0.1) authentication is on: Prefect's API auth string, MLflow's
+basic-auth app, and with --database-url a PostgreSQL login role NAME_stack with a password; the generated secrets go
+to <dir>/secrets.env (everything; env.sh sources it) and <dir>/worker-secrets.env (what a worker machine needs), both
+0600 (docs/scale-out.md, "Authentication").
+
 Every worker runs in its own directory, <dir>/workers/<name>/ (its working directory and $MNIST_ETC_WORKER_DIR, which
 its flow runs inherit), with its own PREFECT_HOME there. Each server and worker is the leader of its own process
 group, recorded in stack.json with its name; Prefect starts each flow run in a session of its own, so `down` also
@@ -30,8 +35,10 @@ stops the sessions of every worker's descendants: workers (and their flow runs) 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -60,6 +67,13 @@ URL_EXAMPLE = "postgresql://postgres@127.0.0.1:5432/mnist_etc"
 TRIAL_WORKER_QUERY = "2"
 # Roles in the order `down` stops them.
 STOP_ORDER = ("worker", "mlflow", "prefect")
+# Off loopback the stack authenticates (docs/scale-out.md, "Authentication"): generated secrets in two 0600 files.
+SECRETS_FILE = "secrets.env"                 # the orchestrator machine's: Prefect, MLflow and PostgreSQL
+WORKER_SECRETS_FILE = "worker-secrets.env"   # what a worker machine gets: Prefect and MLflow credentials only
+MLFLOW_AUTH_FILE = "mlflow-auth.ini"         # MLflow's basic-auth app configuration (MLFLOW_AUTH_CONFIG_PATH)
+PREFECT_USER = "mnist-etc"
+MLFLOW_USER = "mnist-etc"
+CLIENT_SECRET_KEYS = ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def prefect_bin() -> str:
@@ -116,6 +130,37 @@ class Databases:
     def names(self) -> list[str]:
         return [self.name, f"{self.name}_prefect", f"{self.name}_mlflow"]
 
+    @property
+    def role(self) -> str:
+        """The login role an authenticated stack's servers and study use (password in PGPASSWORD, never in a URL)."""
+        return f"{self.name}_stack"
+
+    def as_role(self, role: str) -> "Databases":
+        """The same databases, reached as `role` with no password in the URL (libpq and asyncpg read PGPASSWORD)."""
+        return Databases(self.url.set(username=role, password=None).render_as_string(hide_password=False))
+
+    def ensure_role(self, role: str, password: str) -> None:
+        """Login role `role` with `password`, owner of the stack's three databases (create_missing() first)."""
+        import psycopg2
+        from psycopg2 import sql
+
+        con = self._connect()
+        con.autocommit = True
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (password,))
+                for name in self.names():
+                    cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name),
+                                                                                sql.Identifier(role)))
+        except psycopg2.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"could not create the stack's login role {role} on PostgreSQL at {self.label} "
+                            f"({reason}); use a --database-url role that may create roles.") from None
+        finally:
+            con.close()
+
     def _connect(self) -> Any:
         import psycopg2
 
@@ -163,6 +208,7 @@ class Databases:
             with con.cursor() as cur:
                 for name in self.names():
                     cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cur.execute(f'DROP ROLE IF EXISTS "{self.role}"')
         finally:
             con.close()
 
@@ -188,6 +234,82 @@ def check_port(port: int, host: str, option: str) -> None:
     if not port_is_free(port, host):
         raise UserError(f"port {port} on {host} ({option}) is taken; pass {option} with a free port (for example "
                         f"{free_ports(1, host)[0]}).")
+
+
+# ----------------------------------------------------------------------------------------------- secrets
+
+def auth_needed(*hosts: str) -> bool:
+    """Authentication is on whenever a server binds anything but 127.0.0.1."""
+    return any(h != HOST for h in hosts)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only (0600 from creation: never readable by others)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE (optionally `export KEY=VALUE`) lines of a secrets file; comments and blank lines skipped."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.removeprefix("export ").split("=", 1)
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def stack_secrets(stack_dir: Path, pg_role: str | None) -> dict[str, str]:
+    """The stack's secrets: read from <dir>/secrets.env when it exists (a restarted stack keeps them, so workers on
+    other machines keep working), else generated and written there and to worker-secrets.env, both 0600."""
+    path = stack_dir / SECRETS_FILE
+    values = read_env_file(path) if path.exists() else {}
+    if not all(values.get(k) for k in CLIENT_SECRET_KEYS):
+        values = {"PREFECT_API_AUTH_STRING": f"{PREFECT_USER}:{secrets.token_urlsafe(24)}",
+                  "MLFLOW_TRACKING_USERNAME": MLFLOW_USER, "MLFLOW_TRACKING_PASSWORD": secrets.token_urlsafe(24)}
+    if not values.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):   # the MLflow server's CSRF key (its basic-auth app)
+        values["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_urlsafe(32)
+    if pg_role and not values.get("PGPASSWORD"):
+        values["PGPASSWORD"] = secrets.token_urlsafe(24)
+    head = "# mnist-etc stack secrets (deployments/local_stack.py); keep private: mode 0600\n"
+    _write_private(path, head + "".join(f"export {k}={v}\n" for k, v in values.items()))
+    _write_private(stack_dir / WORKER_SECRETS_FILE,
+                   "# what a trial worker needs to talk to the stack (copy it to the worker machine, mode 0600)\n"
+                   + "".join(f"export {k}={values[k]}\n" for k in CLIENT_SECRET_KEYS))
+    return values
+
+
+def client_secrets(values: dict[str, str] | None) -> dict[str, str]:
+    """The credentials a client or worker of the stack needs (no PostgreSQL password)."""
+    return {k: values[k] for k in CLIENT_SECRET_KEYS} if values else {}
+
+
+def write_mlflow_auth_config(stack_dir: Path, values: dict[str, str]) -> Path:
+    """MLflow's basic-auth app configuration: its user store in <dir>/mlflow-auth.db, the stack's user as admin (MLflow
+    creates it on first start), nobody else allowed anything."""
+    path = stack_dir / MLFLOW_AUTH_FILE
+    _write_private(path, "[mlflow]\n"
+                         "default_permission = NO_PERMISSIONS\n"
+                         f"database_uri = sqlite:///{stack_dir / 'mlflow-auth.db'}\n"
+                         f"admin_username = {values['MLFLOW_TRACKING_USERNAME']}\n"
+                         f"admin_password = {values['MLFLOW_TRACKING_PASSWORD']}\n"
+                         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return path
+
+
+def api_headers(auth: str | None = None) -> dict[str, str]:
+    """Headers of a request to the Prefect API: JSON, and basic auth when the stack has an auth string (`auth`, else
+    PREFECT_API_AUTH_STRING of this process)."""
+    auth = auth or os.environ.get("PREFECT_API_AUTH_STRING")
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    return headers
 
 
 # ----------------------------------------------------------------------------------------------- processes
@@ -248,18 +370,19 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float, wh
     raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")
 
 
-def online_workers(api_url: str, pool: str, since: datetime | None = None) -> set[str]:
+def online_workers(api_url: str, pool: str, since: datetime | None = None, auth: str | None = None) -> set[str]:
     """Names of the pool's ONLINE workers (with a heartbeat after `since`: a restarted stack on the same database
     still lists the previous workers of the same names as ONLINE for a while)."""
     req = urllib.request.Request(f"{api_url}/work_pools/{pool}/workers/filter", data=b"{}",
-                                 headers={"Content-Type": "application/json"})
+                                 headers=api_headers(auth))
     with urllib.request.urlopen(req, timeout=10) as r:
         workers = json.loads(r.read())
     return {w["name"] for w in workers if w.get("status") == "ONLINE"
             and (since is None or datetime.fromisoformat(w["last_heartbeat_time"]) >= since)}
 
 
-def wait_workers_online(state: dict, procs: dict[str, subprocess.Popen], since: datetime, timeout: float) -> None:
+def wait_workers_online(state: dict, procs: dict[str, subprocess.Popen], since: datetime, timeout: float,
+                        auth: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     pending = {p["name"]: p for p in state["processes"] if p["role"] == "worker"}
     while pending:
@@ -270,7 +393,7 @@ def wait_workers_online(state: dict, procs: dict[str, subprocess.Popen], since: 
                                                          .splitlines()[-15:]))
         for pool in {p["pool"] for p in pending.values()}:
             try:
-                for name in online_workers(state["api_url"], pool, since):
+                for name in online_workers(state["api_url"], pool, since, auth):
                     pending.pop(name, None)
             except OSError:
                 pass
@@ -286,7 +409,7 @@ ZOMBIE_AUTOMATION = "mnist-etc: crash flow runs that stopped their heartbeat"
 ZOMBIE_SECONDS = 90   # three missed beats at prefect.yaml's PREFECT_FLOWS_HEARTBEAT_FREQUENCY of 30 s
 
 
-def ensure_zombie_automation(api_url: str) -> bool:
+def ensure_zombie_automation(api_url: str, auth: str | None = None) -> bool:
     """Prefect's "detect zombie flows" automation (docs.prefect.io/v3/advanced/detect-zombie-flows): a flow run that
     sent a heartbeat and then nothing (no heartbeat, no final state) for ZOMBIE_SECONDS is set CRASHED, so a flow
     run whose process or machine died (a killed sweep, a lost worker's trial) does not stay RUNNING in the UI.
@@ -299,8 +422,7 @@ def ensure_zombie_automation(api_url: str) -> bool:
     from prefect.events.schemas.events import ResourceSpecification
 
     def call(path: str, body: dict) -> Any:
-        req = urllib.request.Request(f"{api_url}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(f"{api_url}{path}", data=json.dumps(body).encode(), headers=api_headers(auth))
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read() or b"null")
 
@@ -338,7 +460,9 @@ def start_worker(stack_dir: Path, env: dict[str, str], name: str, pool: str, lim
     return {"name": name, "role": "worker", "pool": pool, "dir": str(wdir), "log": str(log), "pgid": proc.pid}, proc
 
 
-def start_mlflow(stack_dir: Path, backend_uri: str, host: str, port: int) -> tuple[dict, subprocess.Popen]:
+def start_mlflow(stack_dir: Path, backend_uri: str, host: str, port: int, values: dict[str, str] | None = None
+                 ) -> tuple[dict, subprocess.Popen]:
+    """The MLflow server; with `values` (the stack's secrets) its basic-auth app and PGPASSWORD for its backend."""
     artifacts = stack_dir / "mlflow-artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     log = stack_dir / "mlflow.log"
@@ -346,17 +470,26 @@ def start_mlflow(stack_dir: Path, backend_uri: str, host: str, port: int) -> tup
     # is 10 processes and ~1.1 GB RSS instead of 2 and ~0.5 GB, and a slower stop.
     env = dict(os.environ, PYTHONUNBUFFERED="1", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     env.pop("MLFLOW_TRACKING_URI", None)
+    auth = []
+    if values:
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(write_mlflow_auth_config(stack_dir, values))
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = values["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+        if values.get("PGPASSWORD"):
+            env["PGPASSWORD"] = values["PGPASSWORD"]
+        auth = ["--app-name", "basic-auth"]
     # One web worker: the server is I/O bound here and each worker costs memory.
     proc = spawn([mlflow_bin(), "server", "--backend-store-uri", backend_uri, "--serve-artifacts",
-                  "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port), "--workers", "1"],
-                 env, log, cwd=stack_dir)
+                  "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port), "--workers", "1",
+                  *auth], env, log, cwd=stack_dir)
     return {"name": "mlflow-server", "role": "mlflow", "url": f"http://{host}:{port}", "log": str(log),
             "pgid": proc.pid}, proc
 
 
 def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool = True, timeout: float = 120.0,
-       workers: int | None = None, mlflow: bool = False, mlflow_port: int | None = None, host: str = HOST) -> dict:
-    """Start the stack; bad input raises UserError before anything starts. Returns the state of stack.json."""
+       workers: int | None = None, mlflow: bool = False, mlflow_port: int | None = None, host: str = HOST,
+       mlflow_host: str | None = None) -> dict:
+    """Start the stack; bad input raises UserError before anything starts. Returns the state of stack.json.
+    Off loopback (`host` or `mlflow_host` not 127.0.0.1) authentication is on: see stack_secrets()."""
     stack_dir = Path(stack_dir).resolve()
     check_workers(workers)
     dbs = Databases(database_url) if database_url else None
@@ -364,22 +497,34 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
     if state_file.exists() and any(alive(p) for p in json.loads(state_file.read_text())["pgids"]):
         raise UserError(f"a stack is already running ({state_file}); run 'down' first.")
     check_host(host)
+    mlflow_host = mlflow_host or host
+    if mlflow_host != host:
+        check_host(mlflow_host)
     port = port or DEFAULT_PORT
     check_port(port, host, "--port")
     with_mlflow = bool(mlflow or workers or dbs)
     if with_mlflow:
         if mlflow_port is None:
-            mlflow_port = next(p for p in free_ports(2, host) if p != port)
+            mlflow_port = next(p for p in free_ports(2, mlflow_host) if p != port)
         else:
-            check_port(mlflow_port, host, "--mlflow-port")
-            if mlflow_port == port:
+            check_port(mlflow_port, mlflow_host, "--mlflow-port")
+            if mlflow_port == port and mlflow_host == host:
                 raise UserError(f"--mlflow-port {mlflow_port} is the Prefect --port; pass another one.")
+    auth = auth_needed(host, mlflow_host if with_mlflow else host)
     if dbs:
         dbs.check_reachable()
         dbs.create_missing()
 
     stack_dir.mkdir(parents=True, exist_ok=True)
+    values = stack_secrets(stack_dir, dbs.role if dbs else None) if auth else None
+    if dbs and auth:   # the servers and the study log in as the stack's role, its password in PGPASSWORD
+        dbs.ensure_role(dbs.role, values["PGPASSWORD"])
+        dbs = dbs.as_role(dbs.role)
     env = stack_env(stack_dir, port, dbs.prefect if dbs else None, host)
+    if values:
+        env.update(client_secrets(values), PREFECT_SERVER_API_AUTH_STRING=values["PREFECT_API_AUTH_STRING"])
+        if values.get("PGPASSWORD"):
+            env["PGPASSWORD"] = values["PGPASSWORD"]
     procs: dict[str, subprocess.Popen] = {}
     server = spawn([prefect_bin(), "server", "start", "--host", host, "--port", str(port)], env,
                    stack_dir / "server.log")
@@ -388,24 +533,27 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
         "port": port, "api_url": env["PREFECT_API_URL"], "prefect_home": env["PREFECT_HOME"], "host": host,
         "database_url": database_url, "prefect_database": dbs.prefect if dbs else "sqlite (PREFECT_HOME)",
         "study_storage": dbs.study if dbs else None, "mlflow_url": None, "mlflow_backend": None,
+        "auth": bool(values), "secrets_file": str(stack_dir / SECRETS_FILE) if values else None,
+        "worker_secrets_file": str(stack_dir / WORKER_SECRETS_FILE) if values else None,
         "processes": [{"name": "prefect-server", "role": "prefect", "url": env["PREFECT_API_URL"],
                        "log": str(stack_dir / "server.log"), "pgid": server.pid}]}
     write_state(stack_dir, state)
     try:
         if with_mlflow:
             backend = dbs.mlflow if dbs else f"sqlite:///{stack_dir / 'mlflow.db'}"
-            entry, procs["mlflow-server"] = start_mlflow(stack_dir, backend, host, mlflow_port)
+            entry, procs["mlflow-server"] = start_mlflow(stack_dir, backend, mlflow_host, mlflow_port, values)
             state["processes"].append(entry)
             state.update(mlflow_url=entry["url"], mlflow_backend=backend)
             write_state(stack_dir, state)
         wait_healthy(f"{env['PREFECT_API_URL']}/health", server, stack_dir / "server.log", timeout)
         run(*([prefect_bin(), "work-pool", "create", pool, "--type", "process", "--overwrite"]
               for pool in (WORK_POOL, TRIALS_POOL)), env=env)
-        ensure_zombie_automation(env["PREFECT_API_URL"])
+        ensure_zombie_automation(env["PREFECT_API_URL"], env.get("PREFECT_API_AUTH_STRING"))
         if with_mlflow:   # the workers get its URL
             wait_healthy(f"{state['mlflow_url']}/health", procs["mlflow-server"], stack_dir / "mlflow.log", timeout,
                          "the MLflow server")
         worker_env = base_env(stack_dir, env["PREFECT_API_URL"])
+        worker_env.update(client_secrets(values))
         if state["mlflow_url"]:
             worker_env["MLFLOW_TRACKING_URI"] = state["mlflow_url"]
         if dbs:   # deployment sweep/scaled reads it (flows/sweep.py)
@@ -415,12 +563,15 @@ def up(stack_dir: Path, port: int | None, database_url: str | None, deploy: bool
                                                        for i in range(1, (workers or 0) + 1)]
         since = datetime.now(timezone.utc) - timedelta(seconds=2)
         for name, pool, limit in planned:   # started before the deploy, which they do not need: they start meanwhile
-            entry, procs[name] = start_worker(stack_dir, worker_env, name, pool, limit)
+            # Only the sweep's worker (the orchestrator) opens the study: only it gets the PostgreSQL password.
+            wenv = dict(worker_env, PGPASSWORD=values["PGPASSWORD"]) if (
+                pool == WORK_POOL and values and values.get("PGPASSWORD")) else worker_env
+            entry, procs[name] = start_worker(stack_dir, wenv, name, pool, limit)
             state["processes"].append(entry)
             write_state(stack_dir, state)
         if deploy:
             run([prefect_bin(), "--no-prompt", "deploy", "--all"], env=env)
-        wait_workers_online(state, procs, since, timeout)
+        wait_workers_online(state, procs, since, timeout, env.get("PREFECT_API_AUTH_STRING"))
     except BaseException:
         down(stack_dir)
         raise
@@ -436,6 +587,9 @@ def write_state(stack_dir: Path, state: dict) -> None:
         lines.append(f"export MLFLOW_TRACKING_URI={state['mlflow_url']}")
     if state.get("study_storage"):
         lines.append(f"export {STUDY_STORAGE_ENV}={state['study_storage']}   # the sweep's --storage")
+    if state.get("secrets_file"):   # the credentials stay in their 0600 file; env.sh holds none
+        lines.append(f". {state['secrets_file']}   # PREFECT_API_AUTH_STRING, MLFLOW_TRACKING_USERNAME/PASSWORD, "
+                     f"PGPASSWORD")
     (stack_dir / "env.sh").write_text("\n".join(lines) + "\n")
 
 
@@ -593,13 +747,16 @@ def main() -> int:
     ap.add_argument("--mlflow-port", type=int, default=None, help="MLflow server port (default: a free one)")
     ap.add_argument("--host", default=HOST,
                     help=f"address the Prefect and MLflow servers bind to (default {HOST}); a private interface "
-                         f"address lets workers on other machines in (docs/scale-out.md)")
+                         f"address lets workers on other machines in, and switches authentication on: generated "
+                         f"secrets in <dir>/{SECRETS_FILE} and <dir>/{WORKER_SECRETS_FILE} (docs/scale-out.md)")
+    ap.add_argument("--mlflow-host", default=None,
+                    help="address the MLflow server binds to (default: --host); off 127.0.0.1 authentication is on")
     ap.add_argument("--no-deploy", action="store_true", help="skip 'prefect deploy --all'")
     args = ap.parse_args()
     try:
         if args.command == "up":
             state = up(args.dir, args.port, args.database_url, deploy=not args.no_deploy, workers=args.workers,
-                       mlflow=args.mlflow, mlflow_port=args.mlflow_port, host=args.host)
+                       mlflow=args.mlflow, mlflow_port=args.mlflow_port, host=args.host, mlflow_host=args.mlflow_host)
             workers = [p["name"] for p in state["processes"] if p["role"] == "worker"]
             print(f"Prefect server {state['api_url']} (UI http://{state['host']}:{state['port']}, database "
                   f"{redact(state['prefect_database'])}), work pools '{WORK_POOL}' and '{TRIALS_POOL}', workers "

@@ -78,6 +78,40 @@ def _answers(url: str) -> str | None:
         return str(getattr(exc, "reason", None) or exc)[:120]
 
 
+def _basic(credentials: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def _prefect_auth_header() -> dict[str, str]:
+    from prefect.settings import get_current_settings
+
+    auth = get_current_settings().api.auth_string
+    secret = auth.get_secret_value() if hasattr(auth, "get_secret_value") else auth
+    return _basic(secret) if secret else {}
+
+
+def _mlflow_auth_header() -> dict[str, str]:
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    return _basic(f"{user}:{password}") if user and password else {}
+
+
+def _check_credentials(url: str, headers: dict[str, str], server: str, names: str, expected: str) -> None:
+    """A server that authenticates (a stack off loopback) and refuses this client's credentials is one sentence
+    naming the server and the settings to fix; the credentials themselves are never shown."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        urllib.request.urlopen(request, timeout=HEALTH_TIMEOUT_SECONDS).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise UserError(f"{server} refused this client's credentials (HTTP {exc.code}, {'wrong' if headers else 'missing'} "
+                            f"{names}); set {names} to {expected}, from the stack's secrets.env or "
+                            f"worker-secrets.env.") from None
+    except (OSError, ValueError):
+        pass   # not an answer about credentials: the health checks above report an unreachable server
+
+
 def check_deployment_runner(mlflow_uri: str | None, deployment: str = DEPLOYMENT) -> Any:
     """Everything `--runner deployment` needs, checked before any flow run starts: a Prefect API that answers, an
     http(s):// MLflow tracking server that answers, and the trial deployment. Returns the deployment; each
@@ -92,6 +126,8 @@ def check_deployment_runner(mlflow_uri: str | None, deployment: str = DEPLOYMENT
     if why:
         raise UserError(f"--runner deployment needs the Prefect API at PREFECT_API_URL={api_url}, which does not "
                         f"answer ({why}); start the server or fix PREFECT_API_URL.")
+    _check_credentials(f"{api_url.rstrip('/')}/admin/version", _prefect_auth_header(), f"the Prefect API at {api_url}",
+                       "PREFECT_API_AUTH_STRING", "the server's PREFECT_SERVER_API_AUTH_STRING")
     if not (mlflow_uri or "").startswith(("http://", "https://")):
         raise UserError(f"--runner deployment needs an http(s):// MLflow tracking server (trials on other machines "
                         f"send their files through it), got {mlflow_uri!r}; pass --mlflow-uri http://HOST:PORT of "
@@ -100,6 +136,9 @@ def check_deployment_runner(mlflow_uri: str | None, deployment: str = DEPLOYMENT
     if why:
         raise UserError(f"--runner deployment needs the MLflow tracking server at {mlflow_uri}, which does not "
                         f"answer ({why}); start it or pass another --mlflow-uri.")
+    _check_credentials(f"{mlflow_uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",
+                       _mlflow_auth_header(), f"the MLflow tracking server at {mlflow_uri}",
+                       "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD", "a user of its basic-auth app")
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
