@@ -70,18 +70,22 @@ def test_nightly_audit_runs_through_the_worker(nightly_audit):
     assert nightly_audit["report"], "the audit wrote no report"
     rec = json.loads(nightly_audit["report"].read_text())
     assert rec["verdict"]["passed"] and rec["lineage"] == "mnist-etc-audit"
-    # Every gate but the canary audit's passes on the safe side of its interval; the canary audit of a non-private
-    # model may not vouch for the accounting (INCONCLUSIVE), which this policy counts as passed (inconclusive: pass).
-    from mnist_etc.audit.gates import audit_verdict
+    # The gates decided on the safe side of their intervals: epsilon, leakage and the membership AUC pass; the
+    # canary audit (200 canaries, too few to vouch for the accounting) and the reconstruction bound may be
+    # INCONCLUSIVE, which this policy counts as passed (inconclusive: pass). A DP champion gets every gate.
+    from mnist_etc.audit.gates import GATES, audit_verdict
 
-    verdicts = [t["verdict"] for t in rec["verdict"]["tests"]]
-    assert verdicts[:3] == ["PASS", "PASS", "PASS"] and verdicts[3] in ("PASS", "INCONCLUSIVE")
-    assert rec["verdict"]["verdict"] == audit_verdict(verdicts) and rec["verdict"]["inconclusive_policy"] == "pass"
+    verdicts = {t["name"]: t["verdict"] for t in rec["verdict"]["tests"]}
+    assert [verdicts[g] for g in ("epsilon", "excess_leakage", "membership")] == ["PASS"] * 3, verdicts
+    assert verdicts["canary_audit"] in ("PASS", "INCONCLUSIVE") and "FAIL" not in verdicts.values()
+    assert rec["verdict"]["verdict"] == audit_verdict(list(verdicts.values()))
+    assert rec["verdict"]["inconclusive_policy"] == "pass"
+    applied = len(rec["verdict"]["tests"]) + len(rec["verdict"]["not_applicable"])
+    assert applied == len(GATES)
     # 50 members + 50 non-members x 32 candidates x 2 iterations, plus one query per public digit
-    assert rec["served_attack"]["queries"] >= 100 * 32 * 2 and len(rec["verdict"]["tests"]) == 4
-    # the one-run canary audit ran in the flow (asked for: the champion need not be DP) and was judged
+    assert rec["served_attack"]["queries"] >= 100 * 32 * 2
+    # the one-run canary audit ran in the flow and was judged
     assert rec["canary_audit"]["canaries"] == 200 and rec["canary_audit"]["consistent"]
-    assert [t["name"] for t in rec["verdict"]["tests"]][3] == "canary_audit"
     assert 0 <= rec["membership"]["p_value"] <= 1 and "tpr_at_1pct_fpr" in rec["membership"]
     assert "127.0.0.1" in rec["served"]["url"]
 
