@@ -181,16 +181,6 @@ class CanaryBlock:
         return len(self.included)
 
 
-def split_flat(flat: np.ndarray, variables: list[tf.Variable]) -> list[np.ndarray]:
-    """A flat vector over the concatenated variables -> one array per variable."""
-    out, start = [], 0
-    for v in variables:
-        size = int(np.prod(v.shape))
-        out.append(flat[..., start:start + size].reshape(flat.shape[:-1] + tuple(v.shape)).astype(np.float32))
-        start += size
-    return out
-
-
 @dataclass
 class DPSGD:
     """One stage's DP-SGD: `step(x_all, y_all)` samples, clips, noises and applies one update."""
