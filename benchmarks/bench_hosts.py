@@ -37,6 +37,7 @@ from tests.test_hosts import HOST_SPACE  # noqa: E402
 
 SCENARIOS = ("baseline", "worker-cut", "postgres-cut", "mlflow-cut", "slow-link")
 POLL = 1.0
+LOG_DIR = ROOT / "artifacts" / "bench" / "bench_hosts"   # each scenario's sweep output, with times
 
 
 class Sweep:
@@ -49,8 +50,11 @@ class Sweep:
                 "deployment", "--artifacts", str(Path(state["root"]) / "orch" / "artifacts"), *extra]
         self.t0 = time.monotonic()
         self.lines: list[tuple[float, str]] = []
+        # COLUMNS: Prefect's console handler (rich) wraps at the terminal width, 80 in a pipe, which split the
+        # lines matched below.
         self.proc = subprocess.Popen(host_stack.orchestrator_command(state, argv), cwd=ROOT,
-                                     env=host_stack.orchestrator_env(state), stdout=subprocess.PIPE,
+                                     env={**host_stack.orchestrator_env(state), "COLUMNS": "1000"},
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -110,6 +114,10 @@ def summary(state: dict, study: str, sweep: Sweep, rc: int, extra: dict) -> dict
     result = {"study": study, "exit": rc, "wall_seconds": round(sweep.wall, 1), "optuna": study_states(state, study),
               "flow_runs": flow_states, "hosts": sorted(host_stack.where_trials_ran(state, study).values()),
               "tail": [line for _, line in sweep.lines[-4:]], **extra}
+    log = LOG_DIR / f"{study}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"{t - sweep.t0:8.1f} {line}\n" for t, line in sweep.lines))
+    result["sweep_log"] = str(log.relative_to(ROOT))
     print(json.dumps(result), flush=True)
     return result
 

@@ -18,7 +18,7 @@ from prefect.states import Failed, State
 
 from mnist_etc.sweep import transport
 from mnist_etc.tracking.layout import TRIAL_ARTIFACT_PATH
-from runners.deployment import REFUSED_STATE
+from runners.deployment import REFUSED_STATE, SUPERSEDED_STATE, given_up_by_sweep
 
 
 def _run_name() -> str:
@@ -41,4 +41,9 @@ def trial(spec: dict, code_version: str) -> dict[str, Any] | State:
     logger.info("trial #%d: values %s, %.1f s; files uploaded to MLflow run %s (artifact path %s/)",
                 outcome.number, [round(v, 4) for v in outcome.values], outcome.user_attrs.get("trial_seconds", 0.0),
                 trial_spec.mlflow_run_id, TRIAL_ARTIFACT_PATH)
+    given_up = given_up_by_sweep(flow_run.id, log=logger.warning)
+    if given_up:
+        # The sweep lost sight of this run (no heartbeat: its worker was cut off), set it CRASHED, told Optuna FAIL
+        # and asked the trial again: ending COMPLETED now would show a result that no one counted.
+        return Failed(name=SUPERSEDED_STATE, message=given_up)
     return transport.outcome_summary(outcome)

@@ -13,7 +13,8 @@ One watcher thread polls every in-flight flow run (`POLL_SECONDS`) and resolves 
   stops the sweep; CANCELLED: failed too;
 - CRASHED, or RUNNING with no `prefect.flow-run.heartbeat` event for `LOST_AFTER_SECONDS` (its worker was killed),
   or PENDING for `PENDING_SECONDS` (the worker died while starting it): the flow run is set CRASHED and the future
-  raises `TrialLost` (the orchestrator fails the trial as stale and retries it);
+  raises `TrialLost` (the orchestrator fails the trial as stale and retries it); if that flow run was only cut off
+  and finishes later, it ends Failed, named `Superseded` (`given_up_by_sweep`, in flows/trial.py), not COMPLETED;
 - SCHEDULED or PENDING for `NO_WORKER_SECONDS` while the pool has no ONLINE worker: UserError naming the pool and
   the command that starts a worker.
 The timings are module constants so tests can shorten them. The trial flow sends a heartbeat every
@@ -43,6 +44,7 @@ from mnist_etc.sweep.trial import TrialOutcome, TrialSpec
 
 DEPLOYMENT = "trial/default"
 REFUSED_STATE = "Refused"          # the name of the Failed state a worker of another code version answers with
+SUPERSEDED_STATE = "Superseded"    # ... a trial that finished after the sweep had set it CRASHED (lost) answers with
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 PREFECT_HEARTBEAT_DEFAULT = 180    # seconds, Prefect's own default for flow-run heartbeats
 
@@ -166,6 +168,27 @@ class _InFlight:
     last_beat: dt.datetime | None = None      # the newest heartbeat event seen (its own timestamp)
     alive_at: float | None = None             # when this watcher last saw a sign of life (RUNNING, a new beat)
     finishing: bool = False
+
+
+def given_up_by_sweep(flow_run_id: Any, log: Log | None = None) -> str | None:
+    """In a trial's flow run, at its end: a sentence when the sweep has set this flow run CRASHED meanwhile (it sent
+    no heartbeat for `LOST_AFTER_SECONDS`, see `_lose`), so the sweep told Optuna FAIL and runs the trial again;
+    None when it has not, or when the API cannot tell (the trial then ends as it would have)."""
+    if flow_run_id is None:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+    except Exception as exc:  # the API unreachable: nothing is known, the final state report will tell
+        if log:
+            log(f"could not read this flow run's state before ending ({type(exc).__name__}: {exc})")
+        return None
+    if state is None or state.type != StateType.CRASHED:
+        return None
+    return f"finished after the sweep had given it up as lost: {_message(state)} Its result is not counted."
 
 
 class DeploymentTrialRunner:

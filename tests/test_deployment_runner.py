@@ -529,6 +529,40 @@ def test_a_worker_killed_mid_trial_loses_nothing_its_trial_is_failed_and_run_aga
 
 
 @pytest.mark.slow
+def test_a_trial_that_finishes_after_the_sweep_gave_it_up_ends_superseded_not_completed(
+        prefect_api, mlflow_server, tmp_path):
+    """A worker cut off from the network keeps training; the sweep sets its flow run CRASHED (no heartbeat) and
+    re-runs the trial. When the link returns and the cut trial finishes, its flow run must not end COMPLETED (Optuna
+    holds it FAIL): it ends Failed, named Superseded, with the sweep's reason."""
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+
+    import runners.deployment as dtr
+    from mnist_etc.sweep.runner import TrialLost
+
+    client = MlflowClient(mlflow_server["uri"])
+    run_id = client.create_run(client.create_experiment(f"superseded-{os.getpid()}")).info.run_id
+    runner = dtr.DeploymentTrialRunner()
+    try:
+        future = runner.submit(tiny_spec(tmp_path, mlflow_server["uri"], run_id, study="superseded"))
+        [inflight] = list(runner._runs.values())
+        wait_until(lambda: next((r for r in flow_runs_named("superseded-trial-") if r.state.is_running()), None),
+                   240, "the trial flow run RUNNING")
+        with get_client(sync_client=True) as api:   # what the watcher does after LOST_AFTER_SECONDS of silence
+            runner._lose(api, inflight, "sent no heartbeat for 91 s (its worker lost its connection)")
+        with pytest.raises(TrialLost, match="set CRASHED by the sweep"):
+            future.result(timeout=10)
+        final = wait_until(lambda: next((r for r in flow_runs_named("superseded-trial-")
+                                         if r.state.is_final() and not r.state.is_crashed()), None),
+                           300, "the cut trial's flow run in a final state other than CRASHED")
+    finally:
+        runner.close()
+    assert final.state.type.value == "FAILED" and final.state.name == dtr.SUPERSEDED_STATE, final.state
+    assert final.state.message.startswith("finished after the sweep had given it up as lost: flow run "
+                                          "superseded-trial-0 sent no heartbeat for 91 s"), final.state.message
+
+
+@pytest.mark.slow
 def test_an_mlflow_server_restarted_mid_sweep_delays_the_uploads_and_the_sweep_completes(
         prefect_api, mlflow_server, tmp_path):
     """The MLflow server is stopped while the trials train and kept down until a worker's upload has failed at
