@@ -167,7 +167,10 @@ def main() -> int:
                 cut = time.monotonic()
                 net.link_down(w1)
                 rc = sweep.wait()
-                lost = sweep.first("set CRASHED by the sweep", cut)
+                # Whichever sees it first: the sweep's watcher ("set CRASHED by the sweep") or the server's zombie
+                # automation (the sweep then reads CRASHED: "crashed (no heartbeat ..."); both end "run again".
+                lost = sweep.first("the trial is run again", cut)
+                extra["cut_after_sweep_start_s"] = round(cut - sweep.t0, 1)
                 extra["lost_detected_after_s"] = round(lost - cut, 1) if lost else None
                 extra["sweep_done_after_cut_s"] = round(sweep.t0 + sweep.wall - cut, 1)
                 net.link_up(w1)

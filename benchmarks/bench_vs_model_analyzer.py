@@ -17,11 +17,13 @@ budget (Model Analyzer's `latency_budget`). In order, one after the other:
    preferred size and would skip smaller max batch sizes). Its model.py appends the project venv's
    site-packages to sys.path, so that the stub Model Analyzer starts finds onnxruntime.
 2. Model Analyzer 1.58 (PyPI `triton-model-analyzer`, installed into its own venv under the output folder: it
-   conflicts with the project's pins), `profile` in local launch mode, brute search, as
-   ../shared/peers/peer_model_analyzer.sh ran it; its checkpoint is cleared first so that nothing is reused.
+   conflicts with the project's pins), `profile` in local launch mode, as ../shared/peers/peer_model_analyzer.sh
+   ran it, once per search mode (`--ma-modes`, default brute, quick and optuna: its `run_config_search_mode`),
+   one after the other; each mode's checkpoint is cleared first so that nothing is reused. A mode that refuses
+   this set-up or gives no result is recorded with its message and left out of the re-measurement.
 3. `mnist-etc benchmark` with its default (adaptive) strategy on the same space, as a separate process.
 4. Each tool's best configuration (at its concurrency) re-measured by the same perf_analyzer command on one
-   server, alternating A B, B A, ... so that neither tool's own noisy figure decides.
+   server, the order rotated each round, so that no tool's own noisy figure decides.
 
 Writes <out>/comparison.md and comparison.json (the table, the machine, its load average, the commands).
 """
@@ -45,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MA_VERSION = "1.58.0"
+MA_MODES = ("brute", "quick", "optuna")   # its run_config_search_mode values
 MODEL = "mnist_etc"
 
 
@@ -120,7 +123,8 @@ def install_model_analyzer(venv: Path) -> Path:
     return exe
 
 
-def model_analyzer_config(repo: Path, work: Path, budget_ms: float | None, space: dict[str, int]) -> Path:
+def model_analyzer_config(repo: Path, work: Path, budget_ms: float | None, space: dict[str, int],
+                          mode: str = "brute") -> Path:
     """The peer's YAML (../shared/peers/peer_model_analyzer.sh) with free ports and our paths."""
     import sysconfig
 
@@ -144,7 +148,7 @@ def model_analyzer_config(repo: Path, work: Path, budget_ms: float | None, space
                                f"{sp / 'nvidia' / 'cuda_runtime' / 'lib'}",
             "PYTHONPATH": str(sp)},
         "perf_analyzer_flags": {"shape": "input:28,28,1"},
-        "run_config_search_mode": "brute",
+        "run_config_search_mode": mode,
         "run_config_search_max_concurrency": space["concurrency"],
         "run_config_search_max_instance_count": space["instances"],
         "run_config_search_max_model_batch_size": space["batch"],
@@ -152,12 +156,14 @@ def model_analyzer_config(repo: Path, work: Path, budget_ms: float | None, space
     }
     if budget_ms is not None:
         config["latency_budget"] = budget_ms
+    work.mkdir(parents=True, exist_ok=True)
     path = work / "ma.yaml"
     path.write_text(json.dumps(config, indent=2))   # JSON is YAML
     return path
 
 
-def run_model_analyzer(exe: Path, config: Path, work: Path, timeout_s: float) -> dict[str, Any]:
+def run_model_analyzer(exe: Path, config: Path, work: Path, timeout_s: float, mode: str = "brute") -> dict[str, Any]:
+    """One `model-analyzer profile` run; a mode that refuses or fails gives {"error": its message} instead."""
     from mnist_etc.triton.runtime_env import site_packages
 
     for old in ("checkpoints", "results", "out"):
@@ -177,11 +183,13 @@ def run_model_analyzer(exe: Path, config: Path, work: Path, timeout_s: float) ->
     wall = time.perf_counter() - start
     text = log_path.read_text()
     points = len(re.findall(r"Profiling \S+: concurrency=", text))
-    result = {"tool": f"Model Analyzer {MA_VERSION} (PyPI, local launch, brute)", "command": " ".join(cmd),
+    result = {"tool": f"Model Analyzer {MA_VERSION} (PyPI, local launch, {mode})", "command": " ".join(cmd),
               "wall_seconds": wall, "points": points, "exit_code": code, "log": str(log_path)}
     table = work / "results" / "results" / "metrics-model-inference.csv"
     if code != 0 or not table.is_file():
-        raise SystemExit(f"Model Analyzer failed (exit {code}); see {log_path}:\n{text[-3000:]}")
+        errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "Error" in ln]
+        result["error"] = (errors[-1] if errors else f"exit code {code}, no results table") + f" (see {log_path})"
+        return result
     result.update(best_of_model_analyzer(table, work / "out"))
     return result
 
@@ -256,7 +264,7 @@ def remeasure(repo: Path, picks: dict[str, dict[str, Any]], rounds: int, interva
         control = ModelControl(server.grpc_url, "grpc", MODEL, PYTHON)
         try:
             for i in range(rounds):
-                for tool in (order if i % 2 == 0 else order[::-1]):
+                for tool in order[i % len(order):] + order[:i % len(order)]:   # rotated each round
                     pick = picks[tool]
                     control.load(TritonModelConfig.from_mapping(pick["best_config"]))
                     name = f"{re.sub(r'[^a-z]+', '-', tool.lower())[:20]}-{i}"
@@ -290,6 +298,8 @@ def main() -> None:
     ap.add_argument("--max-concurrency", type=int, default=32)
     ap.add_argument("--max-batch-size", type=int, default=64)
     ap.add_argument("--max-instances", type=int, default=2)
+    ap.add_argument("--ma-modes", nargs="+", choices=MA_MODES, default=list(MA_MODES),
+                    help="Model Analyzer's run_config_search_mode(s), run one after the other (default: all three)")
     ap.add_argument("--rounds", type=int, default=4, help="re-measurements of each tool's pick (default 4)")
     ap.add_argument("--remeasure-interval-ms", type=int, default=2000)
     ap.add_argument("--ma-timeout-min", type=float, default=60.0)
@@ -306,23 +316,33 @@ def main() -> None:
     log(f"model: {origin}, version {version}")
     repo = prepare_repository(src, model, version, out / "repository")
     exe = install_model_analyzer(out / "ma-venv")
-    config = model_analyzer_config(repo, out / "ma", args.budget_ms, space)
 
     loads = {"start": load()}
-    log(f"Model Analyzer: {exe} profile -f {config}")
-    ma = run_model_analyzer(exe, config, out / "ma", args.ma_timeout_min * 60)
-    loads["after_model_analyzer"] = load()
-    log(f"Model Analyzer: {ma['wall_seconds']:.0f} s, {ma['points']} points; best "
-        f"{describe(ma['best_config'], ma['best_concurrency'])}: {ma['best_throughput']:,.0f} infer/s, "
-        f"p99 {ma['best_p99_ms']:.2f} ms")
+    picks: dict[str, dict[str, Any]] = {}
+    refused: dict[str, dict[str, Any]] = {}
+    for mode in args.ma_modes:
+        work = out / ("ma" if mode == "brute" else f"ma-{mode}")
+        config = model_analyzer_config(repo, work, args.budget_ms, space, mode)
+        log(f"Model Analyzer ({mode}): {exe} profile -f {config}")
+        ma = run_model_analyzer(exe, config, work, args.ma_timeout_min * 60, mode)
+        ma["config"] = str(config)
+        loads[f"after_model_analyzer_{mode}"] = load()
+        if "error" in ma:
+            log(f"Model Analyzer ({mode}) gave no result after {ma['wall_seconds']:.0f} s: {ma['error']}")
+            refused[f"Model Analyzer {mode}"] = ma
+            continue
+        log(f"Model Analyzer ({mode}): {ma['wall_seconds']:.0f} s, {ma['points']} points; best "
+            f"{describe(ma['best_config'], ma['best_concurrency'])}: {ma['best_throughput']:,.0f} infer/s, "
+            f"p99 {ma['best_p99_ms']:.2f} ms")
+        picks[f"Model Analyzer {mode}"] = ma
 
     ours = run_ours(repo, out / "ours", args.budget_ms, space, f"vs-ma-{stamp}", args.ours_args.split())
     loads["after_ours"] = load()
     log(f"mnist-etc benchmark: {ours['wall_seconds']:.0f} s, {ours['points']} points; best "
         f"{describe(ours['best_config'], ours['best_concurrency'])}: {ours['best_throughput']:,.0f} images/s, "
         f"p99 {ours['best_p99_ms']:.2f} ms")
+    picks["mnist-etc"] = ours
 
-    picks = {"Model Analyzer": ma, "mnist-etc": ours}
     again = remeasure(repo, picks, args.rounds, args.remeasure_interval_ms, out)
     loads["end"] = load()
 
@@ -333,13 +353,11 @@ def main() -> None:
                      "best": describe(r["best_config"], r["best_concurrency"]),
                      "own_throughput": r["best_throughput"], "own_p99_ms": r["best_p99_ms"],
                      "remeasured_throughput": t, "remeasured_p99_ms": p, "samples": again[name]})
-    ratio = ours["wall_seconds"] / ma["wall_seconds"]
     budget = f"{args.budget_ms:g} ms" if args.budget_ms is not None else "none"
     lines = [f"Space: instances 1..{args.max_instances} x max batch size 1..{args.max_batch_size} (powers of 2, "
              f"dynamic batching, no queue delay) x concurrency 1..{args.max_concurrency} (powers of 2), 1 image per "
              f"request, gRPC, p99 budget {budget}; model: {origin}. Machine: {machine}; load average (1/5/15 min) "
-             f"at start {loads['start']}, after Model Analyzer {loads['after_model_analyzer']}, after mnist-etc "
-             f"{loads['after_ours']}, at the end {loads['end']}.", "",
+             + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in loads.items()) + ".", "",
              "| tool | wall time | points | best found (its own figure) | re-measured: images/s, median [min, max] "
              "| re-measured: p99 ms, median [min, max] |", "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
@@ -348,16 +366,23 @@ def main() -> None:
                      f"{row['own_throughput']:,.0f}/s at p99 {row['own_p99_ms']:.2f} ms | "
                      + (f"{t[0]:,.0f} [{t[1]:,.0f}, {t[2]:,.0f}]" if t else "failed") + " | "
                      + (f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]" if p else "-") + " |")
-    lines += ["", f"mnist-etc / Model Analyzer wall time: {ratio:.2f}; re-measured {args.rounds} times each with "
-                  f"the same perf_analyzer command ({args.remeasure_interval_ms} ms windows, 10% stability, at most 5 "
-                  f"windows, p99 stability), alternating order.", "",
-              f"- Model Analyzer: `{ma['command']}` (config {config})", f"- mnist-etc: `{ours['command']}`"]
+    for name, r in refused.items():
+        lines.append(f"| {r['tool']} | {r['wall_seconds']:.0f} s | {r['points']} | no result: {r['error']} | - | - |")
+    ratios = {name: ours["wall_seconds"] / r["wall_seconds"] for name, r in picks.items() if name != "mnist-etc"}
+    lines += ["", "mnist-etc wall time over each Model Analyzer mode's: "
+              + ", ".join(f"{name} {v:.2f}" for name, v in ratios.items())
+              + f"; re-measured {args.rounds} times each with the same perf_analyzer command "
+                f"({args.remeasure_interval_ms} ms windows, 10% stability, at most 5 windows, p99 stability), "
+                f"rotating the order.", ""]
+    lines += [f"- {name}: `{r['command']}` (config {r['config']})" for name, r in {**picks, **refused}.items()
+              if name != "mnist-etc"]
+    lines.append(f"- mnist-etc: `{ours['command']}`")
     text = "\n".join(lines) + "\n"
     (out / "comparison.md").write_text(text)
     (out / "comparison.json").write_text(json.dumps({"machine": machine, "loads": loads, "space": space,
-                                                     "budget_ms": args.budget_ms, "model": origin,
-                                                     "model_analyzer": ma, "mnist_etc": ours, "rows": rows,
-                                                     "ratio": ratio}, indent=2, default=str))
+                                                     "budget_ms": args.budget_ms, "model": origin, "picks": picks,
+                                                     "refused": refused, "rows": rows, "ratios": ratios},
+                                                    indent=2, default=str))
     print("\n" + text)
     log(f"written {out / 'comparison.md'}")
 

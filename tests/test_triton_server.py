@@ -9,6 +9,7 @@ serves that config and repository layout; it does not exercise NVIDIA's C++ onnx
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -274,3 +275,23 @@ def test_start_stop_leaves_no_process_and_timeout_is_reported(repo, tmp_path):
     with pytest.raises(ServerError, match=r"was not ready after 0.05 s"):
         slow.start()
     assert slow.proc is None
+
+
+@pytest.mark.slow
+def test_backend_profile_counts_every_request_and_image_it_served(repo, tiny_split, tmp_path, monkeypatch):
+    """MNIST_ETC_BACKEND_PROFILE (benchmarks/bench_efficiency.py): the stub adds up its phases per instance and
+    writes them when unloaded; the counts are the requests and images this test sent."""
+    from mnist_etc.triton.client import ClassifierClient
+
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    monkeypatch.setenv("MNIST_ETC_BACKEND_PROFILE", str(profile))
+    with TritonServer(ServerConfig(repo, model_control_mode="explicit", load_models=("digits",),
+                                   log_dir=tmp_path / "logs")) as server:
+        with ClassifierClient(server.grpc_url, "digits") as client:
+            client.infer(tiny_split.x_test[:5])
+            client.infer(tiny_split.x_test[:12], batch_size=4)   # 3 requests of 4
+    [written] = list(profile.glob("*.json"))
+    p = json.loads(written.read_text())
+    assert p["requests"] == 4 and p["images"] == 17 and 1 <= p["executes"] <= 4, p
+    assert set(p["seconds"]) == {"inputs", "batch", "run", "outputs"} and p["seconds"]["run"] > 0, p

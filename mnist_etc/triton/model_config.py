@@ -68,7 +68,9 @@ class TritonModelConfig(Settings):
     instance_count: BatchSize = Field(1, description="model instances (parallel executions)")
     instance_kind: Kind = Field("KIND_CPU", description="KIND_CPU or KIND_GPU")
     gpus: GpuIds = Field((), description="GPU ids for KIND_GPU; empty = every GPU")
-    intra_op_threads: Count = Field(0, description="ONNX Runtime threads per instance; 0 = its default (all cores)")
+    intra_op_threads: Count = Field(1, description=(
+        "ONNX Runtime threads per instance; 0 = its default (one per core). 1 by default: a batch of <= 64 digits "
+        "gains nothing from more, and each thread competes with Triton's own (benchmarks/bench_efficiency.py)"))
     version_policy: VersionPolicy = Field("latest", description=(
         "'latest' serves the newest latest_versions versions, 'all' serves every one"))
     latest_versions: BatchSize = Field(1, description="how many of the newest versions 'latest' serves")
