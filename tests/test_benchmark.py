@@ -171,18 +171,28 @@ def test_cli_against_an_external_server_restores_its_config(repository, tmp_path
         assert "No configuration meets" in (tmp_path / "a" / "benchmarks" / "ext-budget" / "summary.md").read_text()
 
 
-def test_flow_publishes_a_table_artifact(repository, tmp_path, prefect_harness):
-    """The Prefect flow `benchmark`, parameterised as `--params` would (one point), with its table artifact."""
+def test_flow_publishes_a_table_artifact_and_its_progress(repository, tmp_path, prefect_harness):
+    """The Prefect flow `benchmark`, parameterised as `--params` would (two points), with its table artifact
+    and its progress artifact, updated as each point is measured."""
     from prefect.artifacts import Artifact
 
     from flows.benchmark import benchmark
     from mnist_etc.artifact_keys import artifact_key
+    from tests.test_progress import progress_of_flow_run
 
-    result = benchmark(overrides={"model": "bench", "repository": str(repository), "concurrency": "1",
-                                  "interval_ms": 500, "stability_percentage": 100, "strategy": "brute"},
-                       options={"run": "flowtest", "artifacts": str(tmp_path / "a"), "mlflow": False})
-    assert result["summary"]["points_ok"] == 1
+    state = benchmark(overrides={"model": "bench", "repository": str(repository), "concurrency": "1,2",
+                                 "interval_ms": 500, "stability_percentage": 100, "max_trials": 3,
+                                 "strategy": "brute"},
+                      options={"run": "flowtest", "artifacts": str(tmp_path / "a"), "mlflow": False},
+                      return_state=True)
+    assert state.result()["summary"]["points_ok"] == 2
     # _sync=True, as Prefect's own callers write it: Artifact.get guesses sync or async from the calling context,
     # and once returned a coroutine here (one clean-clone run of four, cause not found).
     artifact = Artifact.get(artifact_key("benchmark", "flowtest"), _sync=True)
     assert artifact is not None and artifact.type == "table"
+    # Progress: created at 0, then the plan (0 of 2), each point (1 of 2, 2 of 2), the end of the measuring and
+    # the published run; 50 shows it moved while the run measured, not only once at the end.
+    progress, updates = progress_of_flow_run(state.state_details.flow_run_id, at_least=5)
+    assert progress.key == "benchmark-flowtest-progress" and progress.type == "progress" and progress.data == 100
+    assert updates == [0, 50, 100, 100, 100]
+    assert "percent of the planned measurements made" in progress.description

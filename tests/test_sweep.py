@@ -81,9 +81,11 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
     from flows.sweep import sweep
     from mnist_etc.model_store import load_model
     from mnist_etc.tracking.layout import default_tracking_uri
+    from tests.test_progress import progress_of_flow_run
 
     space = write_space(tmp_path, "e2e", trials=2, parallelism=2)
-    result = sweep(space=str(space), artifacts=str(sweep_root))
+    state = sweep(space=str(space), artifacts=str(sweep_root), return_state=True)
+    result = state.result()
     assert result["counts"]["COMPLETE"] == 2 and result["ran"] == 2
 
     study = study_of("e2e", sweep_root)
@@ -172,6 +174,11 @@ def test_smoke_sweep_end_to_end_with_prefect(prefect_harness, sweep_root, tmp_pa
         assert arts and "Pareto front" in arts[0].data and "](data:image/png;base64," in arts[0].data
         (table,) = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sweep-e2e-trials"])))
         assert table.type == "table" and len(json.loads(table.data)) == 2
+    # The progress artifact: at 0 from the start (0 of 2 finished), 50 when the first trial finished, 100 at the
+    # second and again once the reports are written: updated as trials finished, not once at the end.
+    progress, updates = progress_of_flow_run(state.state_details.flow_run_id, at_least=4)
+    assert progress.key == "sweep-e2e-progress" and progress.type == "progress" and progress.data == 100
+    assert updates == [0, 50, 100, 100]
 
     # Rerunning continues the study: nothing repeated, one more trial when more are asked for (this time
     # on the process-pool task runner, whose worker must report to the same Prefect API).
@@ -250,7 +257,9 @@ def test_a_failing_trial_is_told_fail_a_lost_one_is_retried_and_the_sweep_goes_o
     from mnist_etc.sweep import SweepOptions, run_sweep
 
     space = load_search_space(write_space(tmp_path, "crash", trials=3, parallelism=2))
-    summary = run_sweep(space, SweepOptions.build(artifacts=sweep_root), one_trial_crashes(), log=lambda s: None)
+    heard: list[tuple[int, int | None, str]] = []
+    summary = run_sweep(space, SweepOptions.build(artifacts=sweep_root), one_trial_crashes(), log=lambda s: None,
+                        on_progress=lambda *call: heard.append(call))
     study = study_of("crash", sweep_root)
     # The crash counts as one of the 3 trials; the lost trial does not: it is failed as stale and re-run as #3.
     assert states(study) == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
@@ -259,6 +268,10 @@ def test_a_failing_trial_is_told_fail_a_lost_one_is_retried_and_the_sweep_goes_o
     assert study.trials[3].user_attrs["retry_of"] == 2 and study.trials[3].params == study.trials[2].params
     assert not (sweep_root / "sweeps" / "crash" / "trial-1").exists()
     assert summary.counts["FAIL"] == 2 and summary.counts["COMPLETE"] == 2 and summary.winner is not None
+    # Progress heard at the start and per finished trial (the crash counts, the lost trial does not), each with
+    # the line the log shows.
+    assert [(done, total) for done, total, _ in heard] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert heard[0][2].startswith("study crash created") and heard[-1][2].startswith("trial 3/3 (#3) COMPLETE")
 
 
 @pytest.mark.slow
@@ -666,10 +679,15 @@ def test_a_private_random_search_runs_its_secret_count_and_accounts_the_release(
     path = tmp_path / "private.yaml"
     path.write_text(textwrap.dedent(PRIVATE_SPACE.format(study="private")))
     space = load_search_space(path)
-    summary = run_sweep(space, SweepOptions.build(artifacts=sweep_root), LocalRunner(1), log=lambda m: None)
+    heard: list[tuple[int, int | None, str]] = []
+    summary = run_sweep(space, SweepOptions.build(artifacts=sweep_root), LocalRunner(1), log=lambda m: None,
+                        on_progress=lambda *call: heard.append(call))
     study = study_of("private", sweep_root)
     drawn = study.user_attrs[DRAWN_ATTR]
     assert isinstance(drawn, int) and drawn >= 1 and len(study.trials) == drawn
+    # Progress never tells K: no total, and no "trial i/K" in the lines.
+    assert [(done, total) for done, total, _ in heard] == [(i, None) for i in range(drawn + 1)]
+    assert all(note.startswith(f"trial {i} (#{i - 1}) ") for i, (_, _, note) in enumerate(heard) if i)
     winner = json.loads((sweep_root / "sweeps" / "private" / "winner.json").read_text())
     assert winner["search"]["method"] == "papernot-steinke" == summary.search["method"]
     assert winner["epsilon_search"] >= winner["epsilon"] and winner["epsilon_search"] <= 60

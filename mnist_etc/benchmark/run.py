@@ -8,7 +8,8 @@ analyse, write the reports, put the best configuration into the repository, log 
 Outputs, in `artifacts/benchmarks/<run>/` (published whole when the run completes, nothing on failure):
 `results.csv`, `throughput_vs_p99.png`, `plots/config-<id>.png`, `heatmap_instances_x_delay.png`,
 `summary.md`, `best.json`, `spec.json`, `raw/point-<n>.{csv,log}`. The hooks `measure_point` and
-`measure_ceiling` let a caller wrap each measurement (the Prefect flow makes them tasks).
+`measure_ceiling` let a caller wrap each measurement (the Prefect flow makes them tasks); `on_progress`
+(mnist_etc.progress) hears of each measurement made, out of the strategy's planned count.
 
 Two steps: `measure` (the server, the ceiling and the strategy's points) and `publish` (analysis, files, the
 best configuration into the repository), then `track` (MLflow, reported rather than raised on failure).
@@ -36,6 +37,7 @@ from mnist_etc.benchmark.session import BenchmarkSession, ServerDown
 from mnist_etc.benchmark.strategies import Point, describe_strategy, make_strategy, plan_configs
 from mnist_etc.config import Settings
 from mnist_etc.errors import UserError
+from mnist_etc.progress import ProgressHook, no_progress
 from mnist_etc.tracking.layout import default_tracking_uri
 from mnist_etc.tracking.store import check_tracking_uri
 from mnist_etc.triton.model_config import PYTHON
@@ -137,16 +139,21 @@ def _default_ceiling(onnx: Path, batch_size: int, seconds: float) -> Ceiling:
     return measure_in_process(onnx, batch_size, seconds)
 
 
+def default_run_name(spec: BenchmarkSpec, started: dt.datetime) -> str:
+    """The run's name when RunOptions.run is not given: the spec's name and the start time."""
+    return f"{spec.name}-{started.strftime('%Y%m%d-%H%M%S')}"
+
+
 def run_benchmark(spec: BenchmarkSpec, options: RunOptions = RunOptions(), log: Callable[[str], None] = print,
-                  measure_point: PointRunner | None = None,
-                  measure_ceiling: CeilingRunner | None = None) -> BenchmarkOutcome:
+                  measure_point: PointRunner | None = None, measure_ceiling: CeilingRunner | None = None,
+                  on_progress: ProgressHook = no_progress) -> BenchmarkOutcome:
     """Measure every point of `spec`, then publish the run: its directory appears whole or not at all."""
     preflight(spec, options)
     started = dt.datetime.now()
-    run = options.run or f"{spec.name}-{started.strftime('%Y%m%d-%H%M%S')}"
+    run = options.run or default_run_name(spec, started)
     run_dir = options.artifacts / BENCHMARKS_DIR / run
     with staged_dir(run_dir) as staging:
-        measured = measure(spec, options, staging / "raw", log, measure_point, measure_ceiling)
+        measured = measure(spec, options, staging / "raw", log, measure_point, measure_ceiling, on_progress)
         outcome = publish(spec, options, run, started, measured, staging, run_dir)
     if options.mlflow:
         track(outcome, spec, options, log)
@@ -170,9 +177,11 @@ class Measured:
 
 
 def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callable[[str], None] = print,
-            measure_point: PointRunner | None = None, measure_ceiling: CeilingRunner | None = None) -> Measured:
+            measure_point: PointRunner | None = None, measure_ceiling: CeilingRunner | None = None,
+            on_progress: ProgressHook = no_progress) -> Measured:
     """The measuring loop: start (or reach) the server, measure the ceiling, then each point the strategy asks
-    for; a failed point is a row, a dead server fails the points left."""
+    for; a failed point is a row, a dead server fails the points left. `on_progress` hears (measurements made,
+    the strategy's planned count as it stands) once the plan is known and after each point."""
     measure_point = measure_point or _default_point_runner
     measure_ceiling = measure_ceiling or _default_ceiling
     t0 = time.perf_counter()
@@ -192,8 +201,10 @@ def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callab
         plan = plan_configs(spec.configs(), spec.baseline_config(session.initial), spec.all_concurrencies())
         labels = config_labels({cid: cfg for cid, cfg, _, _ in plan})
         strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms, spec.objective, spec.measurement)
-        log(f"{len(plan)} configuration(s), about {strategy.planned} measurement(s); strategy "
-            f"{describe_strategy(spec.strategy)}")
+        planned = (f"{len(plan)} configuration(s), about {strategy.planned} measurement(s); strategy "
+                   f"{describe_strategy(spec.strategy)}")
+        log(planned)
+        on_progress(0, strategy.planned, planned)
         results: list[PointResult] = []
         down: ServerDown | None = None
         for point in strategy.get_configs():
@@ -208,7 +219,11 @@ def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callab
                     r = PointResult(index, point, FAILED, "server_down", str(exc))
             results.append(r)
             strategy.set_last_results([r])
-            log(_progress_line(r, strategy.planned, labels[point.config_id], ceiling_ips))
+            line = _progress_line(r, strategy.planned, labels[point.config_id], ceiling_ips)
+            log(line)
+            on_progress(len(results), strategy.planned, line)
+        made = len(results)   # the strategy may stop short of its estimate: the measuring is over all the same
+        on_progress(made, made, f"{made} measurement(s) made")
         for point, reason in strategy.skipped:
             results.append(PointResult(len(results), point, SKIPPED, "skipped", reason))
         backend, restarts = session.backend, session.restarts

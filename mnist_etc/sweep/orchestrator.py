@@ -6,6 +6,8 @@ writes to the study storage.
     >>> summary = run_sweep(space, SweepOptions.build(), LocalRunner(space.parallelism))
     >>> summary.winner["model_dir"]
 
+`on_progress` (mnist_etc.progress) hears of each trial finished, out of the trials requested.
+
 Outputs, under `artifacts/sweeps/<study>/`: `trial-<n>/` per trial, `pareto.png`, `trials.csv`,
 `summary.md`, `winner.json`, `search_space.json`; dashboard images under `artifacts/optuna-artifacts/`.
 """
@@ -28,6 +30,7 @@ from mnist_etc.sweep.reports import fmt_eps, pareto_plot, summary_markdown, ui_l
 from mnist_etc.sweep.locks import study_lock
 from mnist_etc.sweep.runner import TrialLost, TrialRunner
 from mnist_etc.dp.ledger import LEDGER_FILE, write_ledger
+from mnist_etc.progress import ProgressHook, no_progress
 from mnist_etc.sweep.search_privacy import (account_search_of, planned_search_epsilon, sweep_ledger,
                                              trial_count_distribution, uses_random_search)
 from mnist_etc.sweep.study import (count_finished, fail_trial, make_sampler, open_study, record_outcome,
@@ -120,22 +123,25 @@ def preflight(space: SearchSpace) -> None:
                         f"search, fewer trials, more noise, or raise max_epsilon.")
 
 
-def run_sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: Log = print) -> SweepSummary:
-    """Validate, lock the study, settle a stopped sweep's trials, run the rest, report. Returns the summary."""
+def run_sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: Log = print,
+              on_progress: ProgressHook = no_progress) -> SweepSummary:
+    """Validate, lock the study, settle a stopped sweep's trials, run the rest, report. Returns the summary.
+    `on_progress` hears (trials finished, trials requested) at the start and as each trial finishes; the
+    total is None in a private random search, whose trial count is secret."""
     t_start = time.perf_counter()
     preflight(space)
     study_dir = options.study_dir(space.study)
     with study_lock(study_dir, options.storage_url, space.study):
         storage = storage_mod.open_storage(options.storage_url)
         try:
-            return _sweep(space, options, runner, log, storage, study_dir, t_start)
+            return _sweep(space, options, runner, log, storage, study_dir, t_start, on_progress)
         finally:
             storage.remove_session()
             storage.engine.dispose()  # a long-lived process (a flow server) must not keep pools open
 
 
 def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: Log, storage: Any, study_dir: Path,
-           t_start: float) -> SweepSummary:
+           t_start: float, on_progress: ProgressHook = no_progress) -> SweepSummary:
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.trial import TrialState
 
@@ -162,9 +168,11 @@ def _sweep(space: SearchSpace, options: SweepOptions, runner: TrialRunner, log: 
     else:   # K stays in the sweep's own stores: the theorem's bound is for releasing the champion only
         plan = (f"a private random search of K trials, K drawn in secret ({space.trial_count}, mean {space.trials}); "
                 f"{trials_started(study)} started so far")
-    log(f"study {space.study} {verb} in {options.storage_label}: {plan}, up to {space.parallelism} at a time "
-        f"({space.sampler.name} sampler). Trial artifacts: {study_dir}/trial-<n>/")
-    slots = _Slots(study, space, options, tracker, parent_run, art_store, study_dir, runner, log, drawn)
+    started = (f"study {space.study} {verb} in {options.storage_label}: {plan}, up to {space.parallelism} at a "
+               f"time ({space.sampler.name} sampler). Trial artifacts: {study_dir}/trial-<n>/")
+    log(started)
+    on_progress(done, None if drawn is not None else space.trials, started)
+    slots = _Slots(study, space, options, tracker, parent_run, art_store, study_dir, runner, log, drawn, on_progress)
     try:
         slots.run()
     finally:
@@ -275,8 +283,9 @@ class _Slots:
 
     def __init__(self, study: Any, space: SearchSpace, options: SweepOptions, tracker: SweepTracker,
                  parent_run: str, art_store: Any, study_dir: Path, runner: TrialRunner, log: Log,
-                 drawn: int | None = None):
+                 drawn: int | None = None, on_progress: ProgressHook = no_progress):
         self.study, self.space, self.options, self.tracker = study, space, options, tracker
+        self.on_progress = on_progress
         self.drawn = drawn   # a private random search runs exactly this many trials, failed ones included
         self.parent_run, self.art_store, self.study_dir, self.runner, self.log = (parent_run, art_store, study_dir,
                                                                                 runner, log)
@@ -342,7 +351,10 @@ class _Slots:
         _tell(self.study, trial, spec, result, self.art_store, self.tracker)
         if isinstance(result, TrialOutcome):
             self.trial_seconds.append(float(result.user_attrs.get("trial_seconds", math.nan)))
-        self.log(_progress_line(count_finished(self.study), self.space, trial.number, result, self.drawn is not None))
+        finished = count_finished(self.study)
+        line = _progress_line(finished, self.space, trial.number, result, self.drawn is not None)
+        self.log(line)
+        self.on_progress(finished, None if self.drawn is not None else self.space.trials, line)
 
     def _settle_unfinished(self, trials: list[Any], why: str) -> None:
         settle_unfinished(self.study, trials, self.study_dir, retries_of(self.space), self.art_store,
