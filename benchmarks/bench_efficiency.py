@@ -10,9 +10,11 @@ pip-shipped tritonserver with the python backend running ONNX Runtime (mnist_etc
 the same 2 cores as perf_analyzer. Configurations (all max batch size 64, dynamic batching):
 
 - before:  the previous release's served defaults: 1 instance, queue delay 500 us, ONNX Runtime's default
-           intra-op threads (one per core) spinning while idle (`allow_spinning: "1"` restores that);
+           intra-op threads (one per core) spinning while idle (`allow_spinning: "1"` restores that), Triton's
+           default 8 HTTP threads;
 - no spinning only: "before" with idle threads that do not spin (this release's model.py), threads unchanged;
-- after:   this release's defaults: 1 intra-op thread, no spinning;
+- 1 ORT thread, no spinning: also 1 intra-op thread (this release's model config);
+- after:   this release's defaults: the same with 1 HTTP thread per 2 cores (ServerConfig.http_thread_count);
 - after, delay 100 / after, 2 instances: the same fix at other settings; the best of the "after" rows is
            "at the best configuration".
 
@@ -62,14 +64,16 @@ def log(msg: str) -> None:
 def configs():
     from mnist_etc.triton.model_config import TritonModelConfig
 
+    """name -> (model config, extra model-config parameters, HTTP threads: None = Triton's 8, "default" = ours)."""
     before = TritonModelConfig(intra_op_threads=0)
     after = TritonModelConfig()
     return {
-        "before": (before, {"allow_spinning": "1"}),
-        "no spinning only": (before, {}),
-        "after": (after, {}),
-        "after, delay 100": (after.replace(max_queue_delay_microseconds=100), {}),
-        "after, 2 instances": (after.replace(instance_count=2), {}),
+        "before": (before, {"allow_spinning": "1"}, None),
+        "no spinning only": (before, {}, None),
+        "1 ORT thread, no spinning": (after, {}, None),
+        "after": (after, {}, "default"),
+        "after, delay 100": (after.replace(max_queue_delay_microseconds=100), {}, "default"),
+        "after, 2 instances": (after.replace(instance_count=2), {}, "default"),
     }
 
 
@@ -125,7 +129,7 @@ def write_repository(base: Path, repo: Path, cfg, extra_params: dict[str, str]) 
     (repo / MODEL / "config.pbtxt").write_text(text)
 
 
-def served(repo: Path, work: Path, settings) -> dict:
+def served(repo: Path, work: Path, settings, http_threads: int | None | str = "default") -> dict:
     """One perf_analyzer measurement at the course shape on a fresh server, with the profile."""
     from mnist_etc.benchmark.perf import PerfFailure, run_perf_analyzer
     from mnist_etc.triton.server import ServerConfig, TritonServer
@@ -135,7 +139,8 @@ def served(repo: Path, work: Path, settings) -> dict:
     profile_dir.mkdir(parents=True)
     os.environ["MNIST_ETC_BACKEND_PROFILE"] = str(profile_dir)   # reaches the stubs through the server's env
     try:
-        with TritonServer(ServerConfig(repo, log_dir=work / "logs")) as server:
+        threads = {} if http_threads == "default" else {"http_thread_count": http_threads}
+        with TritonServer(ServerConfig(repo, log_dir=work / "logs", **threads)) as server:
             procs = [server.proc.pid, *descendants(server.proc.pid)]
             names = {p: comm(p) for p in procs}
             before = {p: cpu_seconds(p) for p in procs}
@@ -218,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     from mnist_etc.export import export_to_repository
     from mnist_etc.model_store import load_model
     from mnist_etc.triton.model_config import PYTHON
+    from mnist_etc.triton.server import ServerConfig
 
     args.out.mkdir(parents=True, exist_ok=True)
     try:
@@ -231,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "loadavg_before": os.getloadavg()},
                      "command": " ".join([Path(sys.executable).name, *sys.argv]),
                      "shape": {"protocol": "http", "concurrency": CONCURRENCY, "batch": BATCH},
-                     "configs": {k: {**c.to_dict(), **p} for k, (c, p) in table.items()}, "rounds": []}
+                     "configs": {k: {**c.to_dict(), **p, "http_thread_count": ServerConfig.http_thread_count
+                                     if h == "default" else h} for k, (c, p, h) in table.items()}, "rounds": []}
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-efficiency-") as tmp:
         work = Path(tmp)
@@ -245,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"(threads default {ceil['by_threads'][0]:,.0f}, 1 thread {ceil['by_threads'][1]:,.0f})")
             row = {"ceiling": ceil, "served": {}}
             for name in order:
-                cfg, params = table[name]
+                cfg, params, http_threads = table[name]
                 repo = work / "repo"
                 write_repository(work / "base", repo, cfg, params)
-                m = served(repo, work, settings)
+                m = served(repo, work, settings, http_threads)
                 if "error" not in m:
                     m["efficiency"] = m["images_per_second"] / ceil["images_per_second"]
                     log(f"  {name}: {m['images_per_second']:,.0f} images/s, p99 {m['p99_ms']:.2f} ms, efficiency "

@@ -222,6 +222,7 @@ def test_port_taken_is_one_clear_error(tmp_path):
     ({"model_control_mode": "poll"}, "must be 'none' or 'explicit'"),
     ({"http_port": 70000}, "http_port must be a port number in 0..65535"),
     ({"http_port": 9000, "grpc_port": 9000}, "ports must differ"),
+    ({"http_thread_count": 0}, "http_thread_count must be an integer >= 1 (or None for Triton's default), got 0"),
 ])
 def test_bad_server_config(tmp_path, kwargs, fragment):
     with pytest.raises(UserError) as err:
