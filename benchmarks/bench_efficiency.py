@@ -202,6 +202,11 @@ def model_dir(arg: Path | None, out: Path) -> Path:
     return made
 
 
+def nan_median(values) -> float:
+    known = [v for v in values if v == v]
+    return statistics.median(known) if known else float("nan")
+
+
 def fmt_range(values: list[float], digits: int = 0) -> str:
     return f"{statistics.median(values):,.{digits}f} [{min(values):,.{digits}f}, {max(values):,.{digits}f}]"
 
@@ -213,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer window (default 3000)")
     ap.add_argument("--ceiling-seconds", type=float, default=2.0, help="each in-process measurement (default 2)")
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench" / "efficiency")
+    ap.add_argument("--render", type=Path, default=None, help="only print the tables of a saved efficiency.json")
     args = ap.parse_args(argv)
+    if args.render is not None:
+        print(markdown(json.loads(args.render.read_text())))
+        return 0
     if args.rounds < 1 or args.window_ms < 100 or args.ceiling_seconds <= 0:
         print("bench_efficiency: --rounds must be >= 1, --window-ms >= 100 and --ceiling-seconds > 0.",
               file=sys.stderr)
@@ -307,9 +316,10 @@ def markdown(results: dict) -> str:
         ok = [r["served"][name] for r in rounds if "error" not in r["served"].get(name, {"error": 1})]
         if not ok:
             continue
-        split = {k: statistics.median(m["latency_split_us"][k] for m in ok)
+        # An unsettled measurement knows only its throughput and p99 (its split is NaN): the median of the others.
+        split = {k: nan_median(m["latency_split_us"][k] for m in ok)
                  for k in ("server queue", "compute input", "compute infer", "compute output")}
-        stub = {k: statistics.median(m["stub_us_per_request"].get(k, float("nan")) for m in ok)
+        stub = {k: nan_median(m["stub_us_per_request"].get(k, float("nan")) for m in ok)
                 for k in ("inputs", "batch", "run", "outputs")}
         lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in split.values()) + " | "
                      + " | ".join(f"{v:,.1f}" for v in stub.values()) + " |")
