@@ -171,9 +171,10 @@ class _InFlight:
 
 
 def given_up_by_sweep(flow_run_id: Any, log: Log | None = None) -> str | None:
-    """In a trial's flow run, at its end: a sentence when the sweep has set this flow run CRASHED meanwhile (it sent
-    no heartbeat for `LOST_AFTER_SECONDS`, see `_lose`), so the sweep told Optuna FAIL and runs the trial again;
-    None when it has not, or when the API cannot tell (the trial then ends as it would have)."""
+    """In a trial's flow run, at its end: a sentence when this flow run was set CRASHED meanwhile (by the sweep, after
+    `LOST_AFTER_SECONDS` without a heartbeat, see `_lose`, or by the server's zombie automation, which the sweep
+    reads as lost), so the sweep told Optuna FAIL and runs the trial again; None when it was not, or when the API
+    cannot tell (the trial then ends as it would have)."""
     if flow_run_id is None:
         return None
     from prefect.client.orchestration import get_client
@@ -283,13 +284,18 @@ class DeploymentTrialRunner:
         from prefect.client.orchestration import get_client
 
         unanswered_since: float | None = None
+        failures = 0
         # httpx_settings={}: a client of this thread's own, not the flow run's (that one belongs to its thread).
         with get_client(httpx_settings={}, sync_client=True) as client:
             while not self._stop.is_set():
                 try:
                     self._poll(client)
-                    unanswered_since = None
+                    if unanswered_since is not None:
+                        self.log(f"trial watcher: the Prefect API answers again after "
+                                 f"{time.monotonic() - unanswered_since:.0f} s ({failures} failed request(s))")
+                    unanswered_since, failures = None, 0
                 except Exception as exc:  # the API is restarting or gone: keep trying for a while
+                    failures += 1
                     now = time.monotonic()
                     unanswered_since = unanswered_since or now
                     reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -298,9 +304,10 @@ class DeploymentTrialRunner:
                             f"the Prefect API failed the trial watcher's requests for {now - unanswered_since:.0f} s "
                             f"while trials were in flight ({reason}); check the server and rerun the sweep to "
                             f"resume."))
-                        unanswered_since = None
-                    else:
-                        self.log(f"trial watcher: a Prefect API request failed ({reason}); retrying")
+                        unanswered_since, failures = None, 0
+                    elif failures == 1 or failures % 10 == 0:   # not once a second while the API is down
+                        self.log(f"trial watcher: a Prefect API request failed ({reason}); retrying every "
+                                 f"{POLL_SECONDS:g} s for up to {API_PATIENCE_SECONDS:.0f} s ({failures} so far)")
                 self._stop.wait(POLL_SECONDS)
 
     def _watched(self) -> list[_InFlight]:
