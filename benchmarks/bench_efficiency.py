@@ -49,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deployments.local_stack import process_table  # noqa: E402
 from mnist_etc.errors import UserError  # noqa: E402
 
 MODEL = "mnist_etc"
@@ -62,9 +63,9 @@ def log(msg: str) -> None:
 
 
 def configs():
+    """name -> (model config, extra model-config parameters, HTTP threads: None = Triton's 8, "default" = ours)."""
     from mnist_etc.triton.model_config import TritonModelConfig
 
-    """name -> (model config, extra model-config parameters, HTTP threads: None = Triton's 8, "default" = ours)."""
     before = TritonModelConfig(intra_op_threads=0)
     after = TritonModelConfig()
     return {
@@ -87,21 +88,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def descendants(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(p.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+def server_group(pgid: int) -> list[int]:
+    """tritonserver and its python stubs: TritonServer starts them in a process group of their own."""
+    return [pid for pid, (_, group) in process_table().items() if group == pgid]
 
 
 def comm(pid: int) -> str:
@@ -141,7 +130,7 @@ def served(repo: Path, work: Path, settings, http_threads: int | None | str = "d
     try:
         threads = {} if http_threads == "default" else {"http_thread_count": http_threads}
         with TritonServer(ServerConfig(repo, log_dir=work / "logs", **threads)) as server:
-            procs = [server.proc.pid, *descendants(server.proc.pid)]
+            procs = server_group(server.proc.pid)
             names = {p: comm(p) for p in procs}
             before = {p: cpu_seconds(p) for p in procs}
             client_before = children_cpu()

@@ -219,9 +219,10 @@ def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callab
                     r = PointResult(index, point, FAILED, "server_down", str(exc))
             results.append(r)
             strategy.set_last_results([r])
-            line = _progress_line(r, strategy.planned, labels[point.config_id], ceiling_ips)
+            estimate = strategy.planned
+            line = _progress_line(r, estimate, labels[point.config_id], ceiling_ips)
             log(line)
-            on_progress(len(results), strategy.planned, line)
+            on_progress(len(results), estimate, line)
         made = len(results)   # the strategy may stop short of its estimate: the measuring is over all the same
         on_progress(made, made, f"{made} measurement(s) made")
         for point, reason in strategy.skipped:
