@@ -3,11 +3,17 @@
     .venv/bin/python benchmarks/bench_vs_model_analyzer.py                 # ~20 min on 2 cores (MA ~12 of them)
     .venv/bin/python benchmarks/bench_vs_model_analyzer.py --max-concurrency 2 --max-batch-size 2 --max-instances 1
                                                                            # a small space: checks the set-up
+    .venv/bin/python benchmarks/bench_vs_model_analyzer.py --space large --ma-modes quick optuna
+                                                                           # the large space (brute impractical)
+    .venv/bin/python benchmarks/bench_vs_model_analyzer.py --ma-modes --busy   # ours only, quiet then beside a busy core
 
 The space is Model Analyzer's automatic brute search: instance count 1..2 x max batch size 1, 2, 4, ..., 64
 (dynamic batching, no queue delay) x concurrency 1, 2, 4, ..., 32, one image per request, over gRPC, on the
 tritonserver of the nvidia-pytriton wheel (python backend running ONNX Runtime), both tools under the same p99
-budget (Model Analyzer's `latency_budget`). In order, one after the other:
+budget (Model Analyzer's `latency_budget`). `--space large` is issue 28's large space: instances 1..4 x max batch
+size 1..128 x concurrency 1..128 (powers of 2), and for mnist-etc also queue delays 0, 100, 500 and 2000 us
+(Model Analyzer's automatic search does not vary the queue delay: its modes search the first three axes, a
+quarter of the space, with no delay). In order, one after the other:
 
 1. the model: the champion of `make demo` (the newest version of `mnist_etc` in triton/model_repository, where
    the pipeline exports it), else the newest sweep winner (artifacts/sweeps/*/winner.json), else a model
@@ -21,7 +27,8 @@ budget (Model Analyzer's `latency_budget`). In order, one after the other:
    ran it, once per search mode (`--ma-modes`, default brute, quick and optuna: its `run_config_search_mode`),
    one after the other; each mode's checkpoint is cleared first so that nothing is reused. A mode that refuses
    this set-up or gives no result is recorded with its message and left out of the re-measurement.
-3. `mnist-etc benchmark` with its default (adaptive) strategy on the same space, as a separate process.
+3. `mnist-etc benchmark` with its default (adaptive) strategy on the same space, as a separate process; with
+   `--busy`, once more beside a process that keeps one core busy (a Python loop, stopped when ours ends).
 4. Each tool's best configuration (at its concurrency) re-measured by the same perf_analyzer command on one
    server, the order rotated each round, so that no tool's own noisy figure decides.
 
@@ -217,11 +224,12 @@ def best_of_model_analyzer(table: Path, out: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------- mnist-etc
 
-def run_ours(repo: Path, out: Path, budget_ms: float | None, space: dict[str, int], run: str,
+def run_ours(repo: Path, out: Path, budget_ms: float | None, space: dict[str, Any], run: str,
              extra: list[str]) -> dict[str, Any]:
     cmd = [str(BIN / "mnist-etc"), "benchmark", "--model", MODEL, "--repository", str(repo),
            "--instance-count", ",".join(map(str, range(1, space["instances"] + 1))),
-           "--max-batch-size", ",".join(map(str, powers_of_two(space["batch"]))), "--max-queue-delay-us", "0",
+           "--max-batch-size", ",".join(map(str, powers_of_two(space["batch"]))),
+           "--max-queue-delay-us", ",".join(map(str, space["delays"])),
            "--preferred-batch-size", "none", "--concurrency", ",".join(map(str, powers_of_two(space["concurrency"]))),
            "--request-batch-size", "1", "--protocol", "grpc", "--measurement-interval-ms", "1000", "--max-trials", "3",
            "--ceiling-seconds", "1", "--run", run, "--artifacts", str(out), "--no-prefect", "--no-mlflow",
@@ -241,7 +249,14 @@ def run_ours(repo: Path, out: Path, budget_ms: float | None, space: dict[str, in
             "best_throughput": best["throughput"], "best_p99_ms": best["p99_ms"],
             "best_within_budget": record["analysis"]["verdict"] in ("met", "no_budget"),
             "best_measurements": best["measurements"], "unsettled": s["points_unsettled"],
-            "run_dir": str(run_dir), "strategy": record["spec"]["strategy"]}
+            "run_dir": str(run_dir), "strategy": record["spec"]["strategy"],
+            "top_two_apart": record["analysis"].get("top_two_apart")}
+
+
+def busy_core(seconds: float) -> subprocess.Popen:
+    """A process that keeps one core busy for at most `seconds` (the caller stops it sooner)."""
+    loop = f"import time\nend = time.monotonic() + {seconds:.0f}\nwhile time.monotonic() < end:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", loop], start_new_session=True)
 
 
 # --------------------------------------------------------------------------------------- re-measurement
@@ -288,18 +303,25 @@ def median_of(samples: list[dict[str, Any]], key: str) -> tuple[float, float, fl
 # ------------------------------------------------------------------------------------------------- main
 
 def describe(cfg: dict[str, Any], concurrency: int) -> str:
-    return f"{cfg['instance_count']} instance(s), mbs {cfg['max_batch_size']}, c {concurrency}"
+    delay = cfg.get("max_queue_delay_microseconds") or 0
+    return (f"{cfg['instance_count']} instance(s), mbs {cfg['max_batch_size']}"
+            + (f", delay {delay} us" if delay else "") + f", c {concurrency}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench_vs_model_analyzer")
     ap.add_argument("--budget-ms", type=float, default=20.0, help="p99 budget of both tools (default 20 ms)")
-    ap.add_argument("--max-concurrency", type=int, default=32)
-    ap.add_argument("--max-batch-size", type=int, default=64)
-    ap.add_argument("--max-instances", type=int, default=2)
-    ap.add_argument("--ma-modes", nargs="+", choices=MA_MODES, default=list(MA_MODES),
-                    help="Model Analyzer's run_config_search_mode(s), run one after the other (default: all three)")
+    ap.add_argument("--space", choices=("ma", "large"), default="ma", help=(
+        "ma: Model Analyzer's default ground (instances 1-2, max batch 1-64, concurrency 1-32, no queue delay); "
+        "large: instances 1-4, max batch 1-128, concurrency 1-128, queue delays 0/100/500/2000 us (for mnist-etc)"))
+    ap.add_argument("--max-concurrency", type=int, default=None, help="default: the space's")
+    ap.add_argument("--max-batch-size", type=int, default=None, help="default: the space's")
+    ap.add_argument("--max-instances", type=int, default=None, help="default: the space's")
+    ap.add_argument("--ma-modes", nargs="*", choices=MA_MODES, default=list(MA_MODES),
+                    help="Model Analyzer's run_config_search_mode(s), run one after the other (default: all three; "
+                         "none: mnist-etc alone)")
+    ap.add_argument("--busy", action="store_true", help="run mnist-etc once more with one core kept busy")
     ap.add_argument("--rounds", type=int, default=4, help="re-measurements of each tool's pick (default 4)")
     ap.add_argument("--remeasure-interval-ms", type=int, default=2000)
     ap.add_argument("--ma-timeout-min", type=float, default=60.0)
@@ -308,7 +330,11 @@ def main() -> None:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    space = {"concurrency": args.max_concurrency, "batch": args.max_batch_size, "instances": args.max_instances}
+    large = args.space == "large"
+    space = {"concurrency": args.max_concurrency or (128 if large else 32),
+             "batch": args.max_batch_size or (128 if large else 64),
+             "instances": args.max_instances or (4 if large else 2),
+             "delays": [0, 100, 500, 2000] if large else [0]}
     machine = f"{os.cpu_count()} CPU(s), {platform.machine()}, {platform.platform()}"
     log(f"machine: {machine}; load average {load()}")
 
@@ -342,6 +368,18 @@ def main() -> None:
         f"{describe(ours['best_config'], ours['best_concurrency'])}: {ours['best_throughput']:,.0f} images/s, "
         f"p99 {ours['best_p99_ms']:.2f} ms")
     picks["mnist-etc"] = ours
+    if args.busy:
+        burner = busy_core(args.ma_timeout_min * 60)
+        try:
+            busy = run_ours(repo, out / "ours", args.budget_ms, space, f"vs-ma-{stamp}-busy", args.ours_args.split())
+        finally:
+            os.killpg(burner.pid, 9)
+            burner.wait()
+        busy["tool"] += ", one core kept busy"
+        loads["after_ours_busy"] = load()
+        log(f"mnist-etc benchmark beside a busy core: {busy['wall_seconds']:.0f} s, {busy['points']} points; best "
+            f"{describe(busy['best_config'], busy['best_concurrency'])}: {busy['best_throughput']:,.0f} images/s")
+        picks["mnist-etc, one core busy"] = busy
 
     again = remeasure(repo, picks, args.rounds, args.remeasure_interval_ms, out)
     loads["end"] = load()
@@ -354,8 +392,11 @@ def main() -> None:
                      "own_throughput": r["best_throughput"], "own_p99_ms": r["best_p99_ms"],
                      "remeasured_throughput": t, "remeasured_p99_ms": p, "samples": again[name]})
     budget = f"{args.budget_ms:g} ms" if args.budget_ms is not None else "none"
-    lines = [f"Space: instances 1..{args.max_instances} x max batch size 1..{args.max_batch_size} (powers of 2, "
-             f"dynamic batching, no queue delay) x concurrency 1..{args.max_concurrency} (powers of 2), 1 image per "
+    delays = ("no queue delay" if space["delays"] == [0] else
+              f"queue delay {', '.join(map(str, space['delays']))} us for mnist-etc, none for Model Analyzer, whose "
+              f"automatic search does not vary it")
+    lines = [f"Space: instances 1..{space['instances']} x max batch size 1..{space['batch']} (powers of 2, "
+             f"dynamic batching, {delays}) x concurrency 1..{space['concurrency']} (powers of 2), 1 image per "
              f"request, gRPC, p99 budget {budget}; model: {origin}. Machine: {machine}; load average (1/5/15 min) "
              + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in loads.items()) + ".", "",
              "| tool | wall time | points | best found (its own figure) | re-measured: images/s, median [min, max] "
@@ -368,15 +409,16 @@ def main() -> None:
                      + (f"{p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}]" if p else "-") + " |")
     for name, r in refused.items():
         lines.append(f"| {r['tool']} | {r['wall_seconds']:.0f} s | {r['points']} | no result: {r['error']} | - | - |")
-    ratios = {name: ours["wall_seconds"] / r["wall_seconds"] for name, r in picks.items() if name != "mnist-etc"}
+    ratios = {name: ours["wall_seconds"] / r["wall_seconds"] for name, r in picks.items()
+              if name.startswith("Model Analyzer")}
     lines += ["", "mnist-etc wall time over each Model Analyzer mode's: "
               + ", ".join(f"{name} {v:.2f}" for name, v in ratios.items())
               + f"; re-measured {args.rounds} times each with the same perf_analyzer command "
                 f"({args.remeasure_interval_ms} ms windows, 10% stability, at most 5 windows, p99 stability), "
                 f"rotating the order.", ""]
     lines += [f"- {name}: `{r['command']}` (config {r['config']})" for name, r in {**picks, **refused}.items()
-              if name != "mnist-etc"]
-    lines.append(f"- mnist-etc: `{ours['command']}`")
+              if name.startswith("Model Analyzer")]
+    lines += [f"- {name}: `{r['command']}`" for name, r in picks.items() if name.startswith("mnist-etc")]
     text = "\n".join(lines) + "\n"
     (out / "comparison.md").write_text(text)
     (out / "comparison.json").write_text(json.dumps({"machine": machine, "loads": loads, "space": space,

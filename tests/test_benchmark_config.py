@@ -59,7 +59,7 @@ def write(tmp_path: Path, data: object, name: str = "grid.yaml") -> Path:
     ({"objective": "latency"}, "objective must be one of throughput, throughput_per_instance, efficiency"),
     ({"strategy": "optuna"}, "strategy.name must be one of adaptive, brute, prune_over_budget, got 'optuna'."),
     ({"strategy": {"name": "adaptive", "options": {"repeat": 5}}},
-     "strategy.options: unknown key 'repeat'; accepted: screen, screen_interval_ms, finalists, repeats, refine."),
+     "strategy.options: unknown key 'repeat'; accepted: screen, screen_interval_ms, min_gain, finalists, repeats, confirm_windows, refine, time_budget_s."),
     ({"strategy": {"name": "brute", "options": {"repeats": 5}}}, "strategy.options: unknown key 'repeats'; accepted: "
                                                                   "none."),
     ({"strategy": {"name": "adaptive", "options": {"repeats": -1}}},
@@ -385,11 +385,11 @@ def test_cli_rejects_bad_grid_before_any_work(tmp_path, capsys):
     # Strategy options on the command line: NAME:KEY=VALUE,...; an unknown one is one sentence naming it.
     assert main(["benchmark", "--strategy", "adaptive:repeat=5", "--dry-run"]) == 2
     assert capsys.readouterr().err.strip() == ("mnist-etc benchmark: error: strategy.options: unknown key 'repeat'; "
-                                               "accepted: screen, screen_interval_ms, finalists, repeats, refine.")
+                                               "accepted: screen, screen_interval_ms, min_gain, finalists, repeats, confirm_windows, refine, time_budget_s.")
     assert main(["benchmark", "--strategy", "brute:repeats=5", "--dry-run"]) == 2
     assert "strategy.options: unknown key 'repeats'; accepted: none." in capsys.readouterr().err
     assert main(["benchmark", "--strategy", "adaptive:finalists=2,repeats=5", "--dry-run"]) == 0
-    assert "strategy adaptive (screen descend, screen_interval_ms 1000, finalists 2, repeats 5" in capsys.readouterr().out
+    assert "strategy adaptive (screen climb, screen_interval_ms 1000, min_gain 0.02, finalists 2, repeats 5" in capsys.readouterr().out
 
 
 def test_cli_dry_run_lists_points_without_a_server(capsys):

@@ -34,7 +34,7 @@ def figures_of(point: Point) -> tuple[float, float]:
     return throughput, 2000.0 * c / throughput + 0.1 * c    # Little's law (p99 ~ twice the mean) and some queueing
 
 
-def serve(strategy, refuse=(), unsettled=()) -> list[PointResult]:
+def serve(strategy, refuse=(), unsettled=(), figures=figures_of) -> list[PointResult]:
     """The measuring loop: every point the strategy asks for, answered from the table above."""
     results = []
     for point in strategy.get_configs():
@@ -42,7 +42,7 @@ def serve(strategy, refuse=(), unsettled=()) -> list[PointResult]:
         if point.config.max_batch_size in refuse:
             r = PointResult(index, point, FAILED, "load_refused", "Triton refused the configuration")
         else:
-            t, p99 = figures_of(point)
+            t, p99 = figures(point)
             if point.phase == "confirm":      # re-measurements scatter a little around the truth
                 t *= (0.98, 1.0, 1.02)[point.repeat % 3]
             settled = point.config.max_batch_size not in unsettled
@@ -59,19 +59,19 @@ def adaptive(plan, budget_ms=None, **options):
     return make_strategy(settings, plan, budget_ms, "throughput", MeasurementSettings(interval_ms=2000))
 
 
-def true_best(configs, budget_ms):
+def true_best(configs, budget_ms, figures=figures_of):
     best = None
     for cfg, conc in configs:
         for c in conc:
-            t, p99 = figures_of(Point(0, cfg, c))
+            t, p99 = figures(Point(0, cfg, c))
             if (budget_ms is None or p99 <= budget_ms) and (best is None or t > best[0]):
                 best = (t, cfg, c)
     return best
 
 
-def test_adaptive_screens_each_config_once_and_confirms_the_finalists():
+def test_adaptive_descend_screens_each_config_once_and_confirms_the_finalists():
     configs = space()
-    strategy = adaptive(plan_configs(configs, None, ()))
+    strategy = adaptive(plan_configs(configs, None, ()), screen="descend", finalists=3, repeats=3, confirm_windows=10)
     results = serve(strategy)
     phases = [r.point.phase for r in results]
     # 8 configurations screened at their top concurrency, 3 finalists refined one step down (no gain there),
@@ -96,7 +96,7 @@ def test_adaptive_screens_each_config_once_and_confirms_the_finalists():
 def test_a_budget_is_found_by_binary_search_from_the_top():
     configs = space(counts=(1,), sizes=(4,))
     budget = 6.0          # this configuration saturates at 4 requests in flight; its p99 fits up to c = 8
-    strategy = adaptive(plan_configs(configs, None, ()), budget, repeats=2)
+    strategy = adaptive(plan_configs(configs, None, ()), budget, screen="descend")
     results = serve(strategy)
     # p99 16.8 ms at 32, so the guess is 32 x 6 / 16.8 = 11: 8 fits, and 16 (between 8 and 32) does not.
     assert [r.point.concurrency for r in results if r.point.phase == "screen"] == [32, 8, 16]
@@ -112,7 +112,7 @@ def test_a_budget_is_found_by_binary_search_from_the_top():
 def test_the_baseline_is_re_measured_beside_the_finalists():
     configs = space(counts=(2,), sizes=(16, 64))
     base = TritonModelConfig(max_batch_size=4, max_queue_delay_microseconds=0)
-    strategy = adaptive(plan_configs(configs, base, CONC), finalists=1, refine=False)
+    strategy = adaptive(plan_configs(configs, base, CONC), screen="descend", finalists=1, refine=False)
     results = serve(strategy)
     confirm = [r.point for r in results if r.point.phase == "confirm"]
     assert {p.config_id for p in confirm} == {0, 2} and confirm[0].baseline is False   # finalist, then baseline
@@ -123,7 +123,7 @@ def test_the_baseline_is_re_measured_beside_the_finalists():
 
 def test_no_config_meets_the_budget_the_best_effort_is_re_measured():
     configs = space(counts=(1,), sizes=(1, 4))
-    strategy = adaptive(plan_configs(configs, None, ()), 0.01, finalists=1)
+    strategy = adaptive(plan_configs(configs, None, ()), 0.01, screen="descend", finalists=1, repeats=3)
     results = serve(strategy)
     a = analyse(results, "throughput", 0.01, None)
     assert a.verdict == "not_met" and a.best is None
@@ -132,7 +132,7 @@ def test_no_config_meets_the_budget_the_best_effort_is_re_measured():
 
 def test_a_refused_config_is_dropped_and_an_unsettled_point_still_counts():
     configs = space(counts=(1,), sizes=(1, 4, 64))
-    strategy = adaptive(plan_configs(configs, None, ()))
+    strategy = adaptive(plan_configs(configs, None, ()), screen="descend")
     results = serve(strategy, refuse=(4,), unsettled=(64,))
     refused = [r for r in results if r.point.config.max_batch_size == 4]
     assert len(refused) == 1 and refused[0].failure == "load_refused"
@@ -156,3 +156,95 @@ def test_brute_and_prune_are_still_there():
     assert len(serve(make_strategy("brute", plan))) == 6
     prune = make_strategy("prune_over_budget", plan, budget_ms=6.0)
     assert [r.point.concurrency for r in serve(prune)] == [1, 2, 4, 8, 16]
+
+
+# -- the hill climb (screen: climb, the default) ------------------------------------------------------------
+
+LARGE_CONC = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def large_space() -> list[tuple[TritonModelConfig, tuple[int, ...]]]:
+    """The issue's large space: instances 1-4 x max batch size 1-128 x queue delay {0, 100, 500, 2000} us."""
+    return [(TritonModelConfig(instance_count=n, max_batch_size=m, max_queue_delay_microseconds=d), LARGE_CONC)
+            for n in (1, 2, 3, 4) for m in (1, 2, 4, 8, 16, 32, 64, 128) for d in (0, 100, 500, 2000)]
+
+
+def two_core_figures(point: Point) -> tuple[float, float]:
+    """Shaped like the served model on 2 cores: batches no larger than the requests in flight, two instances
+    best (more contend for the cores), a short queue delay helps a little and a long one costs latency."""
+    cfg, c = point.config, point.concurrency
+    batch = min(cfg.max_batch_size, c)
+    cores = min(cfg.instance_count, 2) - 0.3 * max(0, cfg.instance_count - 2)
+    delay = {0: 1.0, 100: 1.06, 500: 1.03, 2000: 0.95}[cfg.max_queue_delay_microseconds]
+    capacity = 900.0 * cores * batch ** 0.5 * delay
+    throughput = min(400.0 * c, capacity)
+    return throughput, 2000.0 * c / throughput + cfg.max_queue_delay_microseconds / 1000
+
+
+def test_the_climb_finds_the_best_of_a_large_space_in_a_few_dozen_measurements():
+    configs = large_space()
+    base = TritonModelConfig(instance_count=1, max_batch_size=64, max_queue_delay_microseconds=0)
+    budget = 20.0
+    strategy = adaptive(plan_configs(configs, base, LARGE_CONC), budget)
+    results = serve(strategy, figures=two_core_figures)
+    a = analyse(results, "throughput", budget, None)
+    t, cfg, c = true_best(configs, budget, two_core_figures)
+    assert a.best.point.config.model_dump(include={"instance_count", "max_queue_delay_microseconds"}) == \
+        cfg.model_dump(include={"instance_count", "max_queue_delay_microseconds"})
+    assert a.best.throughput == pytest.approx(t, rel=0.03) and a.best.point.concurrency == c
+    # 1024 grid points; the climb measures a few per step, and the 2 finalists and the baseline twice each.
+    screened = [r for r in results if r.point.phase == "screen"]
+    assert len(screened) <= 30 and len(results) == len(screened) + 6, [r.point for r in results]
+    assert len({(r.point.config_id, r.point.concurrency) for r in results}) + len(strategy.skipped) == 1024
+    assert sum("off the climb's path" in why for _, why in strategy.skipped) > 900
+    # It starts from the baseline, searching its concurrency from the top (128, then the budget's guess).
+    assert screened[0].point.baseline and screened[0].point.concurrency == 128
+
+
+def test_a_climb_steps_over_max_batch_sizes_that_form_the_same_batches():
+    from mnist_etc.benchmark.strategies.neighbours import Lattice
+
+    plan = plan_configs(large_space(), None, ())
+    lattice = Lattice(plan)
+    assert lattice.axes == ("max_batch_size", "max_queue_delay_microseconds", "instance_count")
+    cid = {(cfg.instance_count, cfg.max_batch_size, cfg.max_queue_delay_microseconds): i for i, cfg, _, _ in plan}
+    names = {i: (cfg.instance_count, cfg.max_batch_size, cfg.max_queue_delay_microseconds) for i, cfg, _, _ in plan}
+    # At concurrency 32 with 1 image per request no batch exceeds 32: 64 steps down to 16, and not up.
+    assert [(names[n], c) for n, c in lattice.neighbours(cid[(2, 64, 100)], 32, 1)] == [
+        ((2, 16, 100), 32), ((2, 64, 0), 32), ((2, 64, 500), 32), ((1, 64, 100), 32), ((3, 64, 100), 32)]
+    # ... unless the climb may go up to concurrency 128: 128 is measured there, the only place it differs.
+    assert [(names[n], c) for n, c in lattice.neighbours(cid[(2, 64, 100)], 32, 1, 128)][:2] == [
+        ((2, 16, 100), 32), ((2, 128, 100), 128)]
+    # With 5 images per request 160 may queue: 64 steps to 32 and to 128.
+    assert [(names[n], c) for n, c in lattice.neighbours(cid[(1, 64, 0)], 32, 5)] == [
+        ((1, 32, 0), 32), ((1, 128, 0), 32), ((1, 64, 100), 32), ((2, 64, 0), 32)]
+
+
+def test_confirm_rounds_use_few_windows_and_a_tie_is_said_not_measured_on():
+    from mnist_etc.benchmark.report import verdict_sentence
+
+    configs = space(counts=(2,), sizes=(64, 128))   # twins at concurrency 32, but for the 4% below
+
+    def twins(point):
+        t, p99 = figures_of(point)
+        return (t * (1.04 if point.config.max_batch_size == 128 else 1.0)
+                * ((0.9, 1.1)[point.repeat % 2] if point.phase == "confirm" else 1.0)), p99
+
+    strategy = make_strategy(AdaptiveSettings(name="adaptive", options=AdaptiveOptions(screen="descend", refine=False)),
+                             plan_configs(configs, None, ()), None, "throughput", MeasurementSettings(max_trials=10))
+    results = serve(strategy, figures=twins)
+    confirm = [r.point for r in results if r.point.phase == "confirm"]
+    assert len(confirm) == 4 and all(p.measurement.max_trials == 3 for p in confirm)
+    a = analyse(results, "throughput", None, None)
+    assert a.top_two_apart(None) is False and a.runner_up() is not None
+    assert "cannot be told apart from" in verdict_sentence(a, {0: "A", 1: "B"}, bold=False)
+
+
+def test_a_spent_time_budget_stops_the_climb_and_confirms_once():
+    configs = large_space()
+    strategy = adaptive(plan_configs(configs, None, ()), 20.0, time_budget_s=1e-9)
+    results = serve(strategy, figures=two_core_figures)
+    assert strategy.out_of_time
+    phases = [r.point.phase for r in results]
+    assert phases.count("confirm") == 1 and phases.count("screen") >= 1   # the centre's own search, then one round
+    assert any("time budget of 1e-09 s was spent" in why for _, why in strategy.skipped)

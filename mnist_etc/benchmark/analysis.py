@@ -123,6 +123,22 @@ class Analysis:
                       key=lambda f: (not f.within_budget(self.budget_ms), -(f.objective_value(self.objective, 0)
                                                                             or f.throughput)))
 
+    def runner_up(self) -> Figure | None:
+        """The second of the final ranking under the budget (None without a best or with only one)."""
+        fitting = [f for f in self.ranking if f.within_budget(self.budget_ms)]
+        return fitting[1] if self.best is not None and len(fitting) > 1 else None
+
+    def top_two_apart(self, ceiling_ips: float | None) -> bool | None:
+        """Whether the best is ahead of the runner-up beyond the spread of their re-measurements (its lowest
+        above the runner-up's highest); False: they cannot be told apart, either may be the better; None:
+        no runner-up."""
+        second = self.runner_up()
+        if second is None:
+            return None
+        best = self.best.objective_range(self.objective, ceiling_ips)
+        other = second.objective_range(self.objective, ceiling_ips)
+        return None if best is None or other is None else best[0] > other[1]
+
     def clear_gain(self, ceiling_ips: float | None) -> bool | None:
         """Whether the best beats the baseline beyond the spread of their measurements (its lowest measurement
         above the baseline's highest); None when there is nothing to compare."""
@@ -151,6 +167,7 @@ class Analysis:
                 "baseline_same_concurrency": brief(self.baseline_same_concurrency), "closest": brief(self.closest),
                 "ranking": [brief(f) for f in self.ranking],
                 "improvement": self.improvement, "improvement_clear": self.clear_gain(ceiling_ips),
+                "runner_up": brief(self.runner_up()), "top_two_apart": self.top_two_apart(ceiling_ips),
                 "points_ok": self.n_ok, "points_failed": self.n_failed,
                 "points_skipped": self.n_skipped, "points_within_budget": self.n_within_budget,
                 "points_unsettled": self.n_unsettled}

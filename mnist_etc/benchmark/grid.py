@@ -103,8 +103,8 @@ class BenchmarkSpec(Settings):
         "current", description="the configuration to beat: the one loaded at start (current), TritonModelConfig's "
                                "defaults, or a mapping of config.pbtxt settings")
     strategy: StrategySettings = Field(DEFAULT_STRATEGY, validate_default=True, description=(
-        f"a strategy name ({', '.join(STRATEGIES)}), or its name and options; adaptive: screen every configuration "
-        f"cheaply, re-measure the finalists; brute: every point once; prune_over_budget: brute without the "
+        f"a strategy name ({', '.join(STRATEGIES)}), or its name and options; adaptive: hill-climb from the baseline "
+        f"with cheap measurements, re-measure the finalists; brute: every point once; prune_over_budget: brute without the "
         f"concurrencies above one over budget"))
     ceiling_seconds: Positive = Field(3.0, description="in-process ONNX Runtime measurement time, in seconds")
     startup_timeout_s: Positive = Field(120.0, description="seconds the embedded server may take to start")

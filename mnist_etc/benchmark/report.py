@@ -205,9 +205,14 @@ def verdict_sentence(a: Analysis, labels: dict[int, str], bold: bool = True) -> 
         return "No point could be measured (each one's reason is in the table below and in results.csv)."
     if a.verdict == "not_met":
         return (f"No configuration meets {budget}. Best effort (the lowest p99 measured): {describe(a.closest)}.")
+    tie = ""
+    if a.top_two_apart(None) is False:
+        second = a.runner_up()
+        tie = (f" It cannot be told apart from {labels[second.point.config_id]} at concurrency "
+               f"{second.point.concurrency} ({_num(second.throughput)} images/s): their re-measurements overlap.")
     if a.verdict == "no_budget":
-        return f"With {budget}, the highest throughput: {describe(a.best)}."
-    return f"Best under {budget}: {describe(a.best)}."
+        return f"With {budget}, the highest throughput: {describe(a.best)}.{tie}"
+    return f"Best under {budget}: {describe(a.best)}.{tie}"
 
 
 def summary_markdown(run: str, context: dict[str, Any], results: Sequence[PointResult], labels: dict[int, str],

@@ -200,7 +200,8 @@ def measure(spec: BenchmarkSpec, options: RunOptions, raw_dir: Path, log: Callab
         ceiling_ips = ceiling.images_per_second if ceiling else None
         plan = plan_configs(spec.configs(), spec.baseline_config(session.initial), spec.all_concurrencies())
         labels = config_labels({cid: cfg for cid, cfg, _, _ in plan})
-        strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms, spec.objective, spec.measurement)
+        strategy = make_strategy(spec.strategy, plan, spec.p99_budget_ms, spec.objective, spec.measurement,
+                                 spec.request_batch_size)
         planned = (f"{len(plan)} configuration(s), about {strategy.planned} measurement(s); strategy "
                    f"{describe_strategy(spec.strategy)}")
         log(planned)
@@ -250,6 +251,7 @@ def _summary(analysis: Analysis, measured: Measured, labels: dict[int, str]) -> 
         "baseline_throughput": base.throughput if base else None,
         "improvement": analysis.improvement,
         "improvement_clear": analysis.clear_gain(ceiling_ips),
+        "top_two_apart": analysis.top_two_apart(ceiling_ips),
         "best_is_baseline": best is not None and best.point.baseline,
         "in_process_images_per_second": ceiling_ips,
         "points_ok": analysis.n_ok, "points_failed": analysis.n_failed, "points_skipped": analysis.n_skipped,

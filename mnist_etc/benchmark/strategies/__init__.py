@@ -8,10 +8,10 @@
 In a grid file a strategy is a name or a name with options, validated like every other setting:
 
     strategy: adaptive                                       # the default
-    strategy: {name: adaptive, options: {finalists: 2, repeats: 5}}
+    strategy: {name: adaptive, options: {finalists: 3, repeats: 3}}
     strategy: brute                                          # every point, once
 
-Strategies: `adaptive` (adaptive.py: screen cheaply, drop the dominated, re-measure the finalists),
+Strategies: `adaptive` (adaptive.py: climb from the baseline with cheap measurements, re-measure the finalists),
 `brute` and `prune_over_budget` (brute.py). Adding one: a module with its `*Settings` model (a `name`
 literal and its `options`) and its search class, and one line in each of the two lists below.
 """
@@ -66,11 +66,12 @@ def describe_strategy(strategy: Any) -> str:
 
 
 def make_strategy(strategy: Any, plan: Plan, budget_ms: float | None = None, objective: str = "throughput",
-                  measurement: Any = None) -> SearchStrategy:
-    """The search of `strategy` (its validated settings, or a bare name) over `plan`."""
+                  measurement: Any = None, request_batch_size: int = 1) -> SearchStrategy:
+    """The search of `strategy` (its validated settings, or a bare name) over `plan`, with requests of
+    `request_batch_size` images."""
     name = strategy if isinstance(strategy, str) else strategy.name
     options = None if isinstance(strategy, str) else strategy.options
-    return STRATEGIES[name](plan, budget_ms, objective, measurement, options)
+    return STRATEGIES[name](plan, budget_ms, objective, measurement, options, request_batch_size=request_batch_size)
 
 
 __all__ = ["PHASES", "STRATEGIES", "DEFAULT_STRATEGY", "AdaptiveOptions", "Plan", "Point", "SearchStrategy",

@@ -1,33 +1,45 @@
 """The adaptive search (the default): spend measuring time where the answer is.
 
-Three phases, each behind get_configs()/set_last_results():
+Two phases (three with `screen: descend`), each behind get_configs()/set_last_results():
 
-1. **screen**: every configuration gets a cheap measurement (3 short windows). With `screen: descend` it is
-   measured at its highest concurrency first; if the p99 there exceeds the budget, a search over its
-   concurrencies (guided by how far over the budget it was) finds the highest one that fits. Under a closed-loop load, throughput grows with concurrency
-   until the server saturates and p99 grows with it, so the highest concurrency within the budget is where a
-   configuration serves the most: its lower concurrencies are not measured. `screen: all` measures every
-   grid point instead (skipping only concurrencies above one already over budget).
-2. **refine**: the `finalists` best configurations of the screen are measured one concurrency lower, going
-   on down while throughput still rises, in case the server loses throughput under too many requests. The
-   other configurations are dominated by the screen and dropped.
+1. **screen**, one cheap measurement per point (3 short windows):
+   - `climb` (the default): a hill climb over the configurations, as Model Analyzer's quick search does. It
+     starts at the baseline (else the configuration in the middle of the grid), finds its highest concurrency
+     within the p99 budget (as `descend` does), then measures every neighbour (one setting one step away; max
+     batch sizes that form the same batches at that concurrency count as one, see neighbours.py) at that
+     concurrency, one step higher while it fits and serves more, lower while it does not fit. It moves to
+     the best neighbour if it serves more than `min_gain` above where it stands, and stops when none does.
+     The measurements grow with the number of settings varied, not with the size of the grid.
+   - `descend`: every configuration from its highest concurrency down to the highest that fits the budget;
+     if the p99 there exceeds it, a search over its concurrencies (guided by how far over the budget it was)
+     finds the highest one that fits. Under a closed-loop load, throughput grows with concurrency until the
+     server saturates and p99 grows with it, so the highest concurrency within the budget is where a
+     configuration serves the most.
+   - `all`: every grid point (skipping only concurrencies above one already over budget).
+2. **refine** (`descend` only): the `finalists` best configurations are measured one concurrency lower, going
+   on down while throughput still rises, in case the server loses throughput under too many requests.
 3. **confirm**: each finalist's best point, and the baseline's, is measured `repeats` times more with the
-   grid's own measurement settings, interleaved (A B C, C B A, ...) so that a slow minute of a shared
-   machine hits every finalist alike. The ranking rests on the medians of these, shown with their spread.
+   grid's window (at most `confirm_windows` windows each: the ranking rests on the median over the rounds,
+   not on one measurement settling), interleaved (A B C, C B A, ...) so that a slow minute of a shared
+   machine hits every finalist alike. The ranking rests on the medians of these, shown with their spread;
+   when the top two overlap, the analysis says they cannot be told apart rather than measuring on.
 
-A point whose windows never settle is recorded with its median and spread (see perf.py), never discarded.
-When no point fits the budget, the finalists are the points with the lowest p99, so the best effort shown
-rests on repeated measurements too.
+`time_budget_s` bounds the wall time: once spent, no new configuration is screened and the confirm phase
+makes one round. A point whose windows never settle is recorded with its median and spread (see perf.py),
+never discarded. When no point fits the budget, the finalists are the points with the lowest p99, so the
+best effort shown rests on repeated measurements too.
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Iterator, Literal, Sequence
 
 from pydantic import Field
 
 from mnist_etc.benchmark.perf import MIN_TRIALS, MeasurementSettings
 from mnist_etc.benchmark.strategies.base import Plan, Point, objective_of
+from mnist_etc.benchmark.strategies.neighbours import Lattice
 from mnist_etc.config import Settings
 
 # A failure that says nothing about load, only that this configuration cannot be measured at all.
@@ -37,16 +49,23 @@ CONFIG_FAILURES = ("load_refused", "config_mismatch", "server_down")
 class AdaptiveOptions(Settings):
     """Options of the adaptive search."""
 
-    screen: Literal["descend", "all"] = Field("descend", description=(
-        "descend: each configuration from its highest concurrency down to the highest that fits the p99 budget; "
-        "all: every grid point once"))
+    screen: Literal["climb", "descend", "all"] = Field("climb", description=(
+        "climb: a hill climb from the baseline over configurations one setting apart; descend: each "
+        "configuration from its highest concurrency down to the highest that fits the p99 budget; all: every "
+        "grid point once"))
     screen_interval_ms: int = Field(1000, ge=100, description=(
         "window of a screening measurement (3 windows each), in ms; at most the grid's measurement.interval_ms"))
-    finalists: int = Field(3, ge=1, description="configurations re-measured at the end (besides the baseline)")
-    repeats: int = Field(3, ge=0, description=(
-        "re-measurements of each finalist with the grid's measurement settings; 0 = rank on the screen alone"))
+    min_gain: float = Field(0.02, ge=0, description=(
+        "climb: move to a neighbour, or to a higher concurrency, only for more than this relative gain"))
+    finalists: int = Field(2, ge=1, description="configurations re-measured at the end (besides the baseline)")
+    repeats: int = Field(2, ge=0, description=(
+        "re-measurements of each finalist with the grid's window; 0 = rank on the screen alone"))
+    confirm_windows: int = Field(3, ge=MIN_TRIALS, description=(
+        "windows of one re-measurement at most (at most the grid's measurement.max_trials)"))
     refine: bool = Field(True, description=(
         "measure each finalist at lower concurrencies while its throughput still rises (screen: descend)"))
+    time_budget_s: float | None = Field(None, gt=0, description=(
+        "wall time of the search; once spent, nothing new is screened and the finalists are re-measured once"))
 
 
 class AdaptiveSettings(Settings):
@@ -54,20 +73,28 @@ class AdaptiveSettings(Settings):
 
     name: Literal["adaptive"]
     options: AdaptiveOptions = Field(default_factory=AdaptiveOptions, description=(
-        "screen, screen_interval_ms, finalists, repeats, refine"))
+        "screen, screen_interval_ms, min_gain, finalists, repeats, confirm_windows, refine, time_budget_s"))
 
 
 class AdaptiveSearch:
     name = "adaptive"
 
     def __init__(self, plan: Plan, budget_ms: float | None = None, objective: str = "throughput",
-                 measurement: MeasurementSettings | None = None, options: AdaptiveOptions | None = None):
+                 measurement: MeasurementSettings | None = None, options: AdaptiveOptions | None = None,
+                 request_batch_size: int = 1):
         self.plan = list(plan)
         self.budget_ms, self.objective = budget_ms, objective
         self.options = options or AdaptiveOptions()
+        self.request_batch_size = request_batch_size
         measurement = measurement or MeasurementSettings()
         self.screen_settings = measurement.replace(
             interval_ms=min(self.options.screen_interval_ms, measurement.interval_ms), max_trials=MIN_TRIALS)
+        confirm_trials = min(self.options.confirm_windows, measurement.max_trials)
+        self.confirm_settings = (None if confirm_trials == measurement.max_trials
+                                 else measurement.replace(max_trials=confirm_trials))
+        self.lattice = Lattice(self.plan)
+        self._started: float | None = None
+        self.out_of_time = False          # the time budget was spent before the search was through
         self.results: dict[tuple[int, int], list[Any]] = {}     # (config_id, concurrency) -> its results
         self.broken: dict[int, Any] = {}                          # config_id -> the result that ruled it out
         self.targets: list[tuple[int, int]] = []                  # the confirmed points
@@ -87,7 +114,11 @@ class AdaptiveSearch:
         per_config = {"all": lambda n: n, "descend": lambda n: 1 + (math.ceil(math.log2(n)) if
                                                                   self.budget_ms is not None and n > 1 else 0)}
         screened = {cid for cid, _ in self.results} | set(self.broken)
-        todo = sum(per_config[self.options.screen](len(conc)) for cid, _, conc, _ in self.plan if cid not in screened)
+        if self.options.screen == "climb":   # the next step's neighbours, one measurement each: an estimate
+            todo = 2 * len(self.lattice.axes) if self._phase == "screen" else 0
+        else:
+            todo = sum(per_config[self.options.screen](len(conc)) for cid, _, conc, _ in self.plan
+                       if cid not in screened)
         finalists = min(self.options.finalists, len(self.plan))
         refine = finalists if self._phase == "screen" and self._refines else 0
         confirm = self.options.repeats * (len(self.targets) or finalists + 1) if self._phase != "done" else 0
@@ -101,7 +132,12 @@ class AdaptiveSearch:
             self.results.setdefault((r.point.config_id, r.point.concurrency), []).append(r)
 
     def get_configs(self) -> Iterator[Point]:
-        for entry in self.plan:
+        self._started = time.monotonic()
+        if self.options.screen == "climb":
+            yield from self._climb()
+        for entry in self.plan if self.options.screen != "climb" else ():
+            if self._spent():
+                break
             if self.options.screen == "all":
                 yield from self._screen_all(*entry)
             else:
@@ -109,13 +145,17 @@ class AdaptiveSearch:
         if self._refines:
             self._phase = "refine"
             for cid in self._finalists():
-                yield from self._refine(cid)
+                if not self._spent():
+                    yield from self._refine(cid)
         self._phase = "confirm"
         self.targets = self._confirm_targets()
         for repeat in range(self.options.repeats):
+            if repeat > 0 and self._spent():
+                break
             # A B C, C B A, A B C: every round sees every finalist, and one reload per round is saved.
             for cid, c in (self.targets if repeat % 2 == 0 else self.targets[::-1]):
-                yield Point(cid, self._config(cid), c, self._is_base(cid), "confirm", repeat)
+                yield Point(cid, self._config(cid), c, self._is_base(cid), "confirm", repeat,
+                            measurement=self.confirm_settings)
         self._phase = "done"
         self._record_skipped()
 
@@ -124,12 +164,87 @@ class AdaptiveSearch:
     def _refines(self) -> bool:
         return self.options.refine and self.options.screen == "descend"
 
+    def _spent(self) -> bool:
+        budget = self.options.time_budget_s
+        if budget is not None and self._started is not None and time.monotonic() - self._started > budget:
+            self.out_of_time = True
+        return self.out_of_time
+
     def _measure(self, point: Point) -> Iterator[Point]:
         yield point
         return self._last
 
     def _screen_point(self, cid: int, c: int, phase: str = "screen") -> Point:
         return Point(cid, self._config(cid), c, self._is_base(cid), phase, measurement=self.screen_settings)
+
+    def _climb(self) -> Iterator[Point]:
+        """Steepest ascent over the lattice of configurations, from the baseline (else the grid's centre)."""
+        here = next((cid for cid, _, _, base in self.plan if base), None)
+        here = self.lattice.centre() if here is None else here
+        yield from self._descend(*self._entry(here))
+        visited = {here}
+        while here not in self.broken and not self._spent():
+            anchor = self._anchor(here)
+            higher = [c for c in self._concurrencies(here) if c > anchor]
+            around = [(cid, at) for cid, at in self.lattice.neighbours(here, anchor, self.request_batch_size,
+                                                                       higher[0] if higher else None)
+                      if cid not in visited]
+            for cid, at in around:
+                if self._spent():
+                    break
+                visited.add(cid)
+                yield from self._warm(cid, at)
+            step = max((cid for cid, _ in around), key=self._score, default=None)
+            if step is None or not self._better(step, here):
+                return
+            here = step
+
+    def _warm(self, cid: int, anchor: int) -> Iterator[Point]:
+        """A neighbour's highest concurrency within the budget, starting where its neighbour stood: one step up
+        while it fits, is expected to fit (p99 in proportion to concurrency) and serves more; down (guided by
+        how far over the budget it was) while it does not fit."""
+        conc = self._concurrencies(cid)
+        i = max([j for j, c in enumerate(conc) if c <= anchor], default=0)
+        r = yield from self._measure(self._screen_point(cid, conc[i]))
+        if not r.ok and r.failure in CONFIG_FAILURES:
+            self.broken[cid] = r
+            return
+        if self._fits(r):
+            while i + 1 < len(conc) and (self.budget_ms is None
+                                         or r.p99_ms * conc[i + 1] / conc[i] <= self.budget_ms):
+                up = yield from self._measure(self._screen_point(cid, conc[i + 1]))
+                if not (self._fits(up) and objective_of(up, self.objective)
+                        > objective_of(r, self.objective) * (1 + self.options.min_gain)):
+                    return
+                r, i = up, i + 1
+            return
+        while i > 0 and not self._fits(r):
+            guess = conc[i] * self.budget_ms / r.p99_ms if r.ok and self.budget_ms else 0
+            i = max([j for j in range(i) if conc[j] <= guess], default=0 if r.ok else i - 1)
+            r = yield from self._measure(self._screen_point(cid, conc[i]))
+            if not r.ok and r.failure in CONFIG_FAILURES:
+                self.broken[cid] = r
+                return
+
+    def _anchor(self, cid: int) -> int:
+        """The concurrency a climb measures the neighbours of `cid` at: where it served the most in budget."""
+        r = self._best_fitting(cid) or self._lowest_p99(cid)
+        return r.point.concurrency if r is not None else self._concurrencies(cid)[-1]
+
+    def _score(self, cid: int) -> tuple[int, float]:
+        if (r := self._best_fitting(cid)) is not None:
+            return 1, objective_of(r, self.objective)
+        if (r := self._lowest_p99(cid)) is not None:
+            return 0, -r.p99_ms
+        return -1, 0.0
+
+    def _better(self, cid: int, than: int) -> bool:
+        (fits, value), (fits_than, value_than) = self._score(cid), self._score(than)
+        if fits != fits_than:
+            return fits > fits_than
+        if fits == 1:
+            return value > value_than * (1 + self.options.min_gain)
+        return value > value_than
 
     def _descend(self, cid: int, cfg: Any, conc: tuple[int, ...], base: bool) -> Iterator[Point]:
         """The highest concurrency that fits the budget, searched from the top: after a point over the budget
@@ -231,6 +346,11 @@ class AdaptiveSearch:
                     self._skipped.append((Point(cid, cfg, c, base, "screen"), self._why_not(cid, c)))
 
     def _why_not(self, cid: int, c: int) -> str:
+        if not any(c_id == cid for c_id, _ in self.results) and cid not in self.broken:
+            if self.out_of_time:
+                return f"not measured: the search's time budget of {self.options.time_budget_s:g} s was spent"
+            if self.options.screen == "climb":
+                return "not measured: off the climb's path (no neighbour on the way there served more)"
         if cid in self.broken:
             r = self.broken[cid]
             return f"not measured: the configuration failed at concurrency {r.point.concurrency} ({r.failure})"

@@ -34,7 +34,7 @@ class BruteForceSearch:
     name = "brute"
 
     def __init__(self, plan: Plan, budget_ms: float | None = None, objective: str = "throughput",
-                 measurement: Any = None, options: Any = None):
+                 measurement: Any = None, options: Any = None, request_batch_size: int = 1):
         self.plan = list(plan)
         self.budget_ms = budget_ms
         self.results: list[Any] = []
@@ -67,7 +67,7 @@ class PruneOverBudgetSearch(BruteForceSearch):
     name = "prune_over_budget"
 
     def __init__(self, plan: Plan, budget_ms: float | None = None, objective: str = "throughput",
-                 measurement: Any = None, options: Any = None):
+                 measurement: Any = None, options: Any = None, request_batch_size: int = 1):
         super().__init__(plan, budget_ms)
         self.over_budget: dict[int, tuple[int, float]] = {}    # config_id -> (concurrency, p99 ms)
 
