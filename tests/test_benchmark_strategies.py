@@ -248,3 +248,18 @@ def test_a_spent_time_budget_stops_the_climb_and_confirms_once():
     phases = [r.point.phase for r in results]
     assert phases.count("confirm") == 1 and phases.count("screen") >= 1   # the centre's own search, then one round
     assert any("time budget of 1e-09 s was spent" in why for _, why in strategy.skipped)
+
+
+def test_a_baseline_off_the_grid_hands_the_climb_to_the_nearest_grid_configuration():
+    configs = space(counts=(1, 2), sizes=(1, 2, 4))
+    base = TritonModelConfig(instance_count=1, max_batch_size=64, preferred_batch_size=(64,),
+                             max_queue_delay_microseconds=0)
+    strategy = adaptive(plan_configs(configs, base, CONC), None)
+    results = serve(strategy)
+    screened = [(r.point.config.instance_count, r.point.config.max_batch_size) for r in results
+                if r.point.phase == "screen"]
+    assert screened[0] == (1, 64) and (1, 4) in screened and (2, 4) in screened
+    a = analyse(results, "throughput", None, None)
+    t, cfg, c = true_best(configs, None)     # the grid's best is a finalist, re-measured beside the baseline
+    assert (cfg, c) in [(f.point.config, f.point.concurrency) for f in a.ranking]
+    assert a.baseline_best.repeated and len(a.ranking) == 2      # the baseline is a finalist here

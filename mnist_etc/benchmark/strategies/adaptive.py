@@ -4,7 +4,8 @@ Two phases (three with `screen: descend`), each behind get_configs()/set_last_re
 
 1. **screen**, one cheap measurement per point (3 short windows):
    - `climb` (the default): a hill climb over the configurations, as Model Analyzer's quick search does. It
-     starts at the baseline (else the configuration in the middle of the grid), finds its highest concurrency
+     starts at the baseline (else the configuration in the middle of the grid; a baseline with no neighbour on
+     the grid hands over to the grid's configuration nearest to it), finds its highest concurrency
      within the p99 budget (as `descend` does), then measures every neighbour (one setting one step away; max
      batch sizes that form the same batches at that concurrency count as one, see neighbours.py) at that
      concurrency, one step higher while it fits and serves more, lower while it does not fit. It moves to
@@ -183,6 +184,18 @@ class AdaptiveSearch:
         here = self.lattice.centre() if here is None else here
         yield from self._descend(*self._entry(here))
         visited = {here}
+        anchor = self._anchor(here)
+        higher = [c for c in self._concurrencies(here) if c > anchor]
+        if here not in self.broken and not self.lattice.neighbours(here, anchor, self.request_batch_size,
+                                                                   higher[0] if higher else None):
+            # A baseline off the grid (another preferred batch size, say): the climb starts at the grid's
+            # configuration nearest to it.
+            start = self.lattice.nearest(here)
+            if start is None or self._spent():
+                return
+            visited.add(start)
+            yield from self._warm(start, anchor)
+            here = start
         while here not in self.broken and not self._spent():
             anchor = self._anchor(here)
             higher = [c for c in self._concurrencies(here) if c > anchor]

@@ -42,6 +42,18 @@ class Lattice:
             return sum(abs(self.values[a].index(_key(getattr(cfg, a))) - (len(self.values[a]) - 1) / 2) for a in self.axes)
         return min(self._configs, key=lambda cid: (distance(cid), cid))
 
+    def nearest(self, cid: int) -> int | None:
+        """The other configuration fewest steps away (a baseline off the grid starts the climb there)."""
+        here = self._configs[cid]
+
+        def steps(other: int) -> tuple[int, int, int]:
+            cfg = self._configs[other]
+            moved = [abs(self.values[a].index(_key(getattr(cfg, a))) - self.values[a].index(_key(getattr(here, a))))
+                     for a in self.axes]
+            return sum(m > 0 for m in moved), sum(moved), other
+        others = [other for other in self._configs if other != cid]
+        return min(others, key=steps) if others else None
+
     def neighbours(self, cid: int, concurrency: int, request_batch_size: int = 1,
                    higher_concurrency: int | None = None) -> list[tuple[int, int]]:
         """The configurations one step away on one axis (down before up, in axis order), each with the
