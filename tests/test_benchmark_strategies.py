@@ -263,3 +263,14 @@ def test_a_baseline_off_the_grid_hands_the_climb_to_the_nearest_grid_configurati
     t, cfg, c = true_best(configs, None)     # the grid's best is a finalist, re-measured beside the baseline
     assert (cfg, c) in [(f.point.config, f.point.concurrency) for f in a.ranking]
     assert a.baseline_best.repeated and len(a.ranking) == 2      # the baseline is a finalist here
+
+
+def test_a_baseline_triton_refuses_hands_the_climb_to_the_grid():
+    configs = space(counts=(1, 2), sizes=(4, 16))
+    base = TritonModelConfig(instance_count=1, max_batch_size=2, max_queue_delay_microseconds=0)
+    strategy = adaptive(plan_configs(configs, base, CONC), None)
+    results = serve(strategy, refuse=(2,))
+    assert results[0].failure == "load_refused" and results[0].point.baseline
+    assert {r.point.config.max_batch_size for r in results[1:]} >= {4, 16}
+    a = analyse(results, "throughput", None, None)
+    assert a.best is not None and a.best.repeated

@@ -186,10 +186,10 @@ class AdaptiveSearch:
         visited = {here}
         anchor = self._anchor(here)
         higher = [c for c in self._concurrencies(here) if c > anchor]
-        if here not in self.broken and not self.lattice.neighbours(here, anchor, self.request_batch_size,
-                                                                   higher[0] if higher else None):
-            # A baseline off the grid (another preferred batch size, say): the climb starts at the grid's
-            # configuration nearest to it.
+        if here in self.broken or not self.lattice.neighbours(here, anchor, self.request_batch_size,
+                                                              higher[0] if higher else None):
+            # A baseline off the grid (another preferred batch size, say), or one that cannot be loaded: the
+            # climb starts at the grid's configuration nearest to it.
             start = self.lattice.nearest(here)
             if start is None or self._spent():
                 return
